@@ -1,0 +1,99 @@
+"""`python -m bench`: parse the command line, call the command, print errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import BenchError, SpecError
+
+EPILOG = """examples:
+  python -m bench run --matrix smoke              train the smoke matrix (CPU, minutes)
+  python -m bench report --matrix smoke           write reports/smoke/README.md and runs.csv
+  python -m bench run --matrix cifar100_full --dry-run
+  python -m bench list models                     the model zoo
+"""
+
+
+def _matrix_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--matrix", default="smoke", help="shipped matrix name or path to a .yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any matrix field, e.g. --set recipe.epochs=2 (repeatable)",
+    )
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--subset-per-class", type=int, help="train on the first N images per class")
+    p.add_argument(
+        "--workdir",
+        help="data, checkpoints and the MLflow store (default $KDBENCH_HOME or ~/.cache/kdbench)",
+    )
+    p.add_argument(
+        "--tracking",
+        choices=["mlflow", "none"],
+        default="mlflow",
+        help="mlflow (sqlite in the workdir, or $MLFLOW_TRACKING_URI) or none (JSON lines)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="kdbench: train and compare logit knowledge-distillation methods.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train every cell of a matrix (skips finished ones)")
+    _matrix_options(run)
+    run.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and their state")
+    run.add_argument(
+        "--print-spec",
+        metavar="CELL",
+        help="print the resolved spec of matching cells "
+        "(glob on the run name, or a cell_key/run_key)",
+    )
+    run.add_argument("--retry-failed", action="store_true", help="rerun cells that failed")
+    run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
+
+    report = sub.add_parser("report", help="write the comparison report of a matrix")
+    _matrix_options(report)
+    report.add_argument("--out", help="output folder (default reports/<matrix>)")
+    report.add_argument(
+        "--metric",
+        choices=["last", "best"],
+        default="last",
+        help="primary number: last-epoch or best-epoch top-1",
+    )
+
+    listing = sub.add_parser("list", help="list models, methods or matrices")
+    listing.add_argument("what", choices=["models", "methods", "matrices"])
+    listing.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from bench import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

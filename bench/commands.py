@@ -1,0 +1,140 @@
+"""The commands behind `python -m bench`; argparse namespaces in, exit codes out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from bench.errors import SpecError
+from bench.spec import Matrix, load_matrix, select, shipped_matrices
+from bench.workdir import resolve_workdir
+
+REPORTS = Path("reports")
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cuda", "cpu"):
+        raise SpecError(f"--device '{name}': expected cuda or cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def _matrix(args: argparse.Namespace, device: torch.device) -> Matrix:
+    return load_matrix(
+        args.matrix,
+        overrides=args.overrides,
+        seeds=args.seeds,
+        subset_per_class=args.subset_per_class,
+        device=device.type,
+        workdir=resolve_workdir(args.workdir),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import runner
+    from bench.tracking import open_tracker
+
+    device = _device(args.device)
+    workdir = resolve_workdir(args.workdir)
+    matrix = _matrix(args, device)
+    shard = runner.parse_shard(args.shard)
+    if args.print_spec:
+        chosen = select(matrix.runs, args.print_spec)
+        if not chosen:
+            raise SpecError(
+                f"--print-spec '{args.print_spec}': no cell matches; "
+                "use --dry-run to list cell names"
+            )
+        for run in chosen:
+            print(
+                json.dumps(
+                    {
+                        "name": run.name,
+                        "cell_key": run.cell_key,
+                        "run_key": run.run_key,
+                        "cell": run.cell(),
+                    },
+                    indent=2,
+                    sort_keys=True,
+                )
+            )
+        return 0
+    tracker = open_tracker(args.tracking, workdir)
+    if args.dry_run:
+        cells = runner.plan(matrix, tracker, workdir, shard)
+        for cell in cells:
+            print(f"{cell.state:8}  {cell.run.cell_key}  {cell.run.name}")
+        counts = {s: sum(c.state == s for c in cells) for s in sorted({c.state for c in cells})}
+        print(f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return 0
+    print(
+        f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) on {device.type}; "
+        f"tracking {tracker.describe()}"
+    )
+    summary = runner.run_matrix(
+        matrix,
+        tracker=tracker,
+        workdir=workdir,
+        device=device,
+        retry_failed=args.retry_failed,
+        shard=shard,
+    )
+    print(
+        f"done: {len(summary.trained)} trained, {len(summary.skipped)} already finished, "
+        f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, "
+        f"{len(summary.interrupted)} interrupted"
+    )
+    for name, reason in summary.failed + summary.blocked:
+        print(f"  FAILED {name}: {reason}")
+    if summary.interrupted:
+        return 130
+    return summary.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+    from bench.tracking import open_tracker
+
+    workdir = resolve_workdir(args.workdir)
+    matrix = _matrix(args, torch.device("cpu"))
+    tracker = open_tracker(args.tracking, workdir)
+    out = Path(args.out) if args.out else REPORTS / matrix.name
+    readme = write_report(matrix, tracker, out, metric=args.metric)
+    print(f"wrote {readme} and {out / 'runs.csv'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    if args.what == "matrices":
+        for name in shipped_matrices():
+            print(name)
+    elif args.what == "methods":
+        import methods
+
+        for name in methods.available():
+            params = methods.resolve_params(name)
+            print(f"{name:6} " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    else:
+        import model_zoo
+
+        rows = []
+        for name in model_zoo.list_models(args.pattern):
+            info = model_zoo.describe(name)
+            rows.append(
+                [
+                    name,
+                    info["resolution"],
+                    f"{info['params'] / 1e6:.2f}",
+                    f"{info['flops'] / 1e6:.1f}",
+                ]
+            )
+        print(tabulate(rows, headers=["model", "input px", "params (M)", "MFLOPs"]))
+    return 0

@@ -1,0 +1,94 @@
+"""The one augmentation every CIFAR backend shares: stateless, counter-based, batched.
+
+`augment_params(seed, epoch, index)` is a pure function of its arguments, so the variant applied to
+any sample is known afterwards (teacher-logit cache), resume needs no RNG state, and shards agree.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+PAD = 4
+CROP_POSITIONS = 2 * PAD + 1  # 9 offsets per axis: 9 x 9 x 2 = 162 variants per image
+
+_MASK32 = 0xFFFFFFFF
+_STREAM_AUGMENT = 0x2545F491
+_STREAM_ORDER = 0x6A09E667
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    # lowbias32-style mixer on int64 holding 32-bit values; multipliers < 2**31 keep every
+    # product below 2**63, so no signed overflow on any device.
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & _MASK32
+    return x ^ (x >> 16)
+
+
+def counter_hash(seed: int, epoch: int, index: torch.Tensor, stream: int) -> torch.Tensor:
+    """A 32-bit hash of (stream, seed, epoch, index), elementwise over `index` (int64)."""
+    index = torch.as_tensor(index, dtype=torch.int64)
+    key = _hash32(torch.tensor(stream, dtype=torch.int64) ^ seed)
+    key = _hash32(key ^ epoch)
+    return _hash32(key ^ _hash32(index))
+
+
+def augment_params(
+    seed: int, epoch: int, index: torch.Tensor | int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crop offsets dx, dy in [0, 8] into the 4-padded image and a flip flag, per sample."""
+    h = counter_hash(seed, epoch, torch.as_tensor(index), _STREAM_AUGMENT)
+    dx = h % CROP_POSITIONS
+    dy = (h // CROP_POSITIONS) % CROP_POSITIONS
+    flip = ((h // (CROP_POSITIONS * CROP_POSITIONS)) % 2).bool()
+    return dx, dy, flip
+
+
+def epoch_order(seed: int, epoch: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The permutation of range(n) that epoch `epoch` visits, from the same counter scheme."""
+    keys = counter_hash(seed, epoch, torch.arange(n, device=device), _STREAM_ORDER)
+    return torch.argsort(keys, stable=True)
+
+
+def normalization(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(CIFAR100_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR100_STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
+def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 3, H, W] -> float32 normalized with the CIFAR-100 mean/std."""
+    mean, std = normalization(images_uint8.device)
+    return (images_uint8.float().div_(255.0) - mean) / std
+
+
+def crop_flip(
+    images_uint8: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor
+) -> torch.Tensor:
+    """Zero-pad by 4, crop 32x32 at (dx, dy), flip horizontally where asked; uint8 in, uint8 out.
+
+    Padding the uint8 image with 0 before normalizing is what makes padded pixels (0 - mean) / std.
+    """
+    b, _, h, w = images_uint8.shape
+    device = images_uint8.device
+    padded = torch.nn.functional.pad(images_uint8, (PAD, PAD, PAD, PAD))
+    dx, dy, flip = dx.to(device), dy.to(device), flip.to(device)
+    ar_h = torch.arange(h, device=device)
+    ar_w = torch.arange(w, device=device)
+    rows = dy.view(b, 1) + ar_h.view(1, h)
+    cols = torch.where(flip.view(b, 1), dx.view(b, 1) + (w - 1) - ar_w, dx.view(b, 1) + ar_w)
+    batch = torch.arange(b, device=device).view(b, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def augment_batch(
+    images_uint8: torch.Tensor, seed: int, epoch: int, indices: torch.Tensor
+) -> torch.Tensor:
+    """The train transform of every CIFAR backend: pad, crop, flip, normalize (float32 out)."""
+    dx, dy, flip = augment_params(seed, epoch, indices.to(images_uint8.device))
+    return normalize(crop_flip(images_uint8, dx, dy, flip))

@@ -1,0 +1,64 @@
+"""`make_loaders(data, ...)`: the one entry the train loop uses, whatever the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data.augment import augment_params
+from bench.data.datasets import load_cifar
+from bench.errors import SpecError
+
+BACKENDS = ("torch", "gpu", "ffcv")
+
+
+@dataclass
+class Loaders:
+    """`train.epoch(e)` / `test.epoch(0)` yield (images, labels, file indices) on the device."""
+
+    train: Any
+    test: Any
+    num_classes: int
+    content_hash: str
+    seed: int
+
+    def variants(self, epoch: int, indices: torch.Tensor):
+        """The (dx, dy, flip) each sample of a train batch received (teacher-logit cache)."""
+        return augment_params(self.seed, epoch, indices)
+
+
+def make_loaders(
+    data,
+    *,
+    batch_size: int,
+    seed: int,
+    device: torch.device | str,
+    workdir: Path,
+    test_batch_size: int | None = None,
+) -> Loaders:
+    test_batch_size = test_batch_size or batch_size
+    if data.dataset not in ("cifar100", "synthetic"):
+        raise SpecError(
+            f"data.dataset '{data.dataset}' has no loader yet; expected cifar100 or synthetic"
+        )
+    splits = load_cifar(data, workdir)
+    if data.backend == "torch":
+        from bench.data.torch_backend import make_torch_loaders
+
+        train, test = make_torch_loaders(
+            splits,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            seed=seed,
+            augment=data.augment,
+            num_workers=data.num_workers,
+            device=device,
+        )
+    else:
+        raise SpecError(
+            f"data.backend '{data.backend}' is not available; expected one of {BACKENDS}"
+        )
+    return Loaders(train, test, splits.num_classes, splits.content_hash, seed)

@@ -1,0 +1,134 @@
+"""Backend `torch`: a torch Dataset + DataLoader, the shared augmentation as its transform.
+
+The sampler yields (index, epoch) pairs, so workers need no per-epoch state to augment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.datasets import CifarSplits
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class _CifarSamples(Dataset):
+    def __init__(self, images, labels, file_index, seed: int, augment: bool):
+        self.images, self.labels, self.file_index = images, labels, file_index
+        self.seed, self.augment = seed, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: tuple[int, int]):
+        position, epoch = key
+        image = self.images[position : position + 1]
+        index = self.file_index[position : position + 1]
+        if self.augment:
+            out = augment_batch(image, self.seed, epoch, index)
+        else:
+            out = normalize(image)
+        return out[0], self.labels[position], index[0]
+
+
+class _EpochBatches(Sampler):
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool):
+        self.n, self.batch_size, self.seed, self.epoch, self.shuffle = (
+            n,
+            batch_size,
+            seed,
+            epoch,
+            shuffle,
+        )
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = epoch_order(self.seed, self.epoch, self.n) if self.shuffle else torch.arange(self.n)
+        for start in range(0, self.n, self.batch_size):
+            yield [(int(i), self.epoch) for i in order[start : start + self.batch_size]]
+
+
+class TorchLoader:
+    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
+
+    def __init__(
+        self,
+        images,
+        labels,
+        file_index,
+        *,
+        batch_size: int,
+        seed: int,
+        train: bool,
+        augment: bool,
+        num_workers: int = 0,
+        device: torch.device | str = "cpu",
+    ):
+        self.samples = _CifarSamples(images, labels, file_index, seed, augment and train)
+        self.batch_size, self.seed, self.train = batch_size, seed, train
+        self.num_workers = num_workers
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        sampler = _EpochBatches(len(self.samples), self.batch_size, self.seed, epoch, self.train)
+        loader = DataLoader(
+            self.samples,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        non_blocking = self.device.type == "cuda"
+        for images, labels, indices in loader:
+            yield (
+                images.to(self.device, non_blocking=non_blocking),
+                labels.to(self.device, non_blocking=non_blocking),
+                indices.to(self.device, non_blocking=non_blocking),
+            )
+
+
+def make_torch_loaders(
+    splits: CifarSplits,
+    *,
+    batch_size: int,
+    test_batch_size: int,
+    seed: int,
+    augment: bool,
+    num_workers: int,
+    device,
+) -> tuple[TorchLoader, TorchLoader]:
+    train = TorchLoader(
+        splits.train_images,
+        splits.train_labels,
+        splits.train_index,
+        batch_size=batch_size,
+        seed=seed,
+        train=True,
+        augment=augment,
+        num_workers=num_workers,
+        device=device,
+    )
+    test = TorchLoader(
+        splits.test_images,
+        splits.test_labels,
+        torch.arange(len(splits.test_labels)),
+        batch_size=test_batch_size,
+        seed=seed,
+        train=False,
+        augment=False,
+        num_workers=num_workers,
+        device=device,
+    )
+    return train, test

@@ -1,0 +1,84 @@
+"""What a result was produced with: versions, device, git SHA."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+import bench
+
+PACKAGES = ("torch", "torchvision", "timm", "mlflow", "numpy", "ffcv")
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str:
+    root = Path(bench.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--",
+                "bench",
+                "methods",
+                "model_zoo",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def environment_tags(device: torch.device) -> dict[str, str]:
+    tags = {
+        "kdbench_version": bench.__version__,
+        "git_sha": git_sha(),
+        "device_type": device.type,
+        "device_name": device_name(device),
+        "torch_threads": str(torch.get_num_threads()),
+    }
+    for name in PACKAGES:
+        tags[f"version.{name}"] = package_version(name)
+    if device.type == "cuda":
+        tags["version.cuda"] = str(torch.version.cuda)
+        tags["version.cudnn"] = str(torch.backends.cudnn.version())
+    return tags
+
+
+def pip_freeze() -> str:
+    lines = sorted(
+        f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]
+    )
+    return "\n".join(lines) + "\n"

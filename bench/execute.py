@@ -1,0 +1,282 @@
+"""One run's lifecycle: build, resume or start, train, checkpoint, log, finish.
+
+The order per epoch is: checkpoint committed, then that epoch's metrics logged; a resumed run logs
+from the checkpoint whatever the tracker missed, so no step is ever logged twice or lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import methods
+import model_zoo
+from bench import checkpoint, faults
+from bench.data import make_loaders
+from bench.environment import environment_tags
+from bench.errors import BenchError, RunFailed
+from bench.keys import canonical_json
+from bench.spec import RunSpec
+from bench.tracking import FAILED, FINISHED, KILLED
+from bench.train import build_optimizer, train_epochs
+
+
+@dataclass
+class Outcome:
+    status: str  # FINISHED, FAILED or KILLED (interrupted, resumable)
+    run_id: str | None
+    metrics: dict[str, float]
+    reason: str = ""
+    resumed_from: int | None = None
+    epochs_trained: int = 0
+    weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class LoadedTeacher:
+    arch: str
+    model: nn.Module
+    sha256: str
+    top1: float
+
+
+class RefusedResume(BenchError):
+    """A checkpoint that belongs to another run or another teacher."""
+
+
+def checkpoint_path(workdir: Path, run: RunSpec) -> Path:
+    return Path(workdir) / "checkpoints" / f"{run.run_key}.pt"
+
+
+_LOADERS: dict[str, object] = {}
+
+
+def loaders_for(run: RunSpec, device: torch.device, workdir: Path):
+    """Loaders shared by the runs of one process that read the same data the same way."""
+    key = canonical_json(
+        [dataclasses.asdict(run.data), run.recipe.batch_size, run.seed, str(device), str(workdir)]
+    )
+    if key not in _LOADERS:
+        if len(_LOADERS) >= 8:
+            _LOADERS.pop(next(iter(_LOADERS)))
+        _LOADERS[key] = make_loaders(
+            run.data,
+            batch_size=run.recipe.batch_size,
+            seed=run.seed,
+            device=device,
+            workdir=Path(workdir),
+        )
+    return _LOADERS[key]
+
+
+class _NanInjection(nn.Module):
+    """Fault injection: the wrapped method's loss becomes NaN from a given epoch."""
+
+    def __init__(self, method: nn.Module, from_epoch: int):
+        super().__init__()
+        self.method, self.from_epoch = method, from_epoch
+
+    def forward(self, student_logits, teacher_logits, target, epoch):
+        terms = self.method(student_logits, teacher_logits, target, epoch)
+        if epoch >= self.from_epoch:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+def run_tags(run: RunSpec, role: str, teacher: LoadedTeacher | None) -> dict[str, str]:
+    tags = {
+        "run_key": run.run_key,
+        "cell_key": run.cell_key,
+        "role": role,
+        "matrix": run.matrix,
+        "method": run.method.name,
+        "method_label": run.method.label,
+        "student": run.student,
+        "seed": str(run.seed),
+        "pairs": ",".join(run.pairs),
+        "subset": str(run.data.is_subset).lower(),
+        "mlflow.runName": run.name,
+    }
+    if teacher is not None:
+        tags["teacher"] = teacher.arch
+        tags["teacher_sha256"] = teacher.sha256
+    return tags
+
+
+def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[str, float]:
+    return {
+        "last_top1": history["test/top1"],
+        "last_top5": history["test/top5"],
+        "best_top1": best["top1"],
+        "best_top5": best["top5"],
+        "best_epoch": best["epoch"],
+    }
+
+
+def execute_run(
+    run: RunSpec,
+    *,
+    tracker,
+    workdir: Path,
+    device: torch.device,
+    teacher: LoadedTeacher | None,
+    role: str = "student",
+    on_epoch_done=None,
+    on_progress=None,
+    stop_requested=lambda: False,
+) -> Outcome:
+    """Train `run` to the end (or to an interruption), resuming from its checkpoint if any."""
+    workdir = Path(workdir)
+    loaders = loaders_for(run, device, workdir)
+    torch.manual_seed(run.seed)
+    student = model_zoo.create(run.student, num_classes=loaders.num_classes).to(device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
+    method = methods.create(run.method.name, num_classes=loaders.num_classes, **run.method.params)
+    nan_epoch = faults.nan_from_epoch(run.name)
+    loss_fn = _NanInjection(method, nan_epoch) if nan_epoch is not None else method
+    optimizer = build_optimizer(student, run.recipe, device)
+    teacher_model = teacher.model if teacher is not None else None
+    teacher_sha = teacher.sha256 if teacher is not None else None
+
+    ckpt_file = checkpoint_path(workdir, run)
+    best = {"top1": -1.0, "top5": -1.0, "epoch": 0}
+    last_metrics: dict[str, float] = {}
+    resumed_from = None
+    start_epoch = 1
+    if ckpt_file.is_file():
+        state = checkpoint.load(ckpt_file)
+        if state["run_key"] != run.run_key:
+            raise RefusedResume(
+                f"checkpoint {ckpt_file} belongs to run_key {state['run_key']}, "
+                f"not {run.run_key}; move it away to start over"
+            )
+        if state.get("teacher_sha256") != teacher_sha:
+            raise RefusedResume(
+                f"checkpoint {ckpt_file} was trained against teacher sha256 "
+                f"{state.get('teacher_sha256')}, not {teacher_sha}; refusing to resume"
+            )
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        best, last_metrics = state["best"], state["metrics"]
+        run_id = state["run_id"]
+        resumed_from = start_epoch = state["epoch"] + 1
+        tracker.reopen(run_id)
+        logged = {step for step, _ in tracker.history(run_id, "test/top1")}
+        if state["epoch"] not in logged:  # died between checkpoint commit and logging
+            tracker.log_metrics(run_id, state["metrics"], step=state["epoch"])
+        tracker.set_tags(
+            run_id,
+            {
+                "resume_count": str(state.get("resume_count", 0) + 1),
+                "resumed_from_epoch": str(start_epoch),
+            },
+        )
+    else:
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, role, teacher))
+        spec_file = workdir / "specs" / f"{run.run_key}.json"
+        spec_file.parent.mkdir(parents=True, exist_ok=True)
+        spec_file.write_text(
+            json.dumps(
+                {
+                    "run_key": run.run_key,
+                    "cell_key": run.cell_key,
+                    "cell": run.cell(),
+                    "execution": dataclasses.asdict(run.execution),
+                    "backend": run.data.backend,
+                    "data_spec": dataclasses.asdict(run.data),
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
+        tracker.log_artifact(run_id, spec_file)
+        tags = environment_tags(device)
+        tags.update({"host": socket.gethostname(), "python": platform.python_version()})
+        if teacher is not None:
+            tags["teacher_top1"] = f"{teacher.top1:.4f}"
+        tracker.set_tags(run_id, tags)
+        if teacher is not None:
+            tracker.log_metrics(run_id, {"teacher_top1": teacher.top1}, step=0)
+    resume_count = 0 if resumed_from is None else 1
+
+    def commit_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        nonlocal best, last_metrics
+        if metrics["test/top1"] > best["top1"]:
+            best = {"top1": metrics["test/top1"], "top5": metrics["test/top5"], "epoch": epoch}
+        last_metrics = metrics
+        checkpoint.atomic_save(
+            {
+                "run_key": run.run_key,
+                "run_id": run_id,
+                "teacher_sha256": teacher_sha,
+                "epoch": epoch,
+                "model": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "method": method.state_dict(),
+                "best": best,
+                "metrics": metrics,
+                "resume_count": resume_count,
+            },
+            ckpt_file,
+            fault_epoch=epoch,
+        )
+        tracker.log_metrics(run_id, metrics, step=epoch)
+        if on_epoch_done is not None:
+            on_epoch_done(epoch, metrics)
+
+    try:
+        last_epoch = train_epochs(
+            student,
+            loss_fn,
+            teacher_model,
+            loaders,
+            run.recipe,
+            optimizer,
+            device=device,
+            precision=run.execution.precision,
+            start_epoch=start_epoch,
+            on_epoch=commit_epoch,
+            on_progress=on_progress,
+            stop_requested=stop_requested,
+        )
+    except RunFailed as failure:
+        tracker.set_tags(
+            run_id, {"failure_reason": failure.reason, "failure_epoch": str(failure.epoch)}
+        )
+        tracker.finish(run_id, FAILED)
+        ckpt_file.unlink(missing_ok=True)
+        return Outcome(FAILED, run_id, {}, str(failure), resumed_from)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        tracker.set_tags(run_id, {"failure_reason": reason})
+        tracker.finish(run_id, FAILED)
+        ckpt_file.unlink(missing_ok=True)
+        return Outcome(FAILED, run_id, {}, reason, resumed_from)
+    trained = last_epoch - start_epoch + 1
+    if last_epoch < run.recipe.epochs:
+        tracker.set_tags(run_id, {"resumable": "true"})
+        tracker.finish(run_id, KILLED)
+        return Outcome(KILLED, run_id, last_metrics, "interrupted", resumed_from, trained)
+
+    final = _final_metrics(last_metrics, best)
+    if not all(math.isfinite(v) for v in final.values()):
+        tracker.finish(run_id, FAILED)
+        return Outcome(FAILED, run_id, final, "non-finite final metrics", resumed_from, trained)
+    weights = workdir / "weights" / f"{run.run_key}.pt"
+    checkpoint.atomic_save({"model": student.state_dict()}, weights)
+    tracker.log_artifact(run_id, weights, "weights")
+    tracker.log_metrics(run_id, final, step=run.recipe.epochs)
+    tracker.finish(run_id, FINISHED)
+    ckpt_file.unlink(missing_ok=True)
+    return Outcome(FINISHED, run_id, final, "", resumed_from, trained, weights)

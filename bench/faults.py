@@ -1,0 +1,40 @@
+"""Fault injection for tests, driven by $KDBENCH_FAULT (unset in normal use).
+
+kill-step:E:S     SIGKILL this process at epoch E, step S (before the step runs)
+kill-rename:E     SIGKILL after epoch E's checkpoint is written, before it is renamed into place
+nan:E:PATTERN     the loss of runs whose name matches the glob PATTERN becomes NaN from epoch E
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+
+ENV = "KDBENCH_FAULT"
+
+
+def _spec() -> list[str]:
+    value = os.environ.get(ENV, "")
+    return value.split(":") if value else []
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check(point: str, epoch: int, step: int = 0) -> None:
+    spec = _spec()
+    if not spec:
+        return
+    if point == "step" and spec[0] == "kill-step" and (epoch, step) == (int(spec[1]), int(spec[2])):
+        _kill()
+    if point == "rename" and spec[0] == "kill-rename" and epoch == int(spec[1]):
+        _kill()
+
+
+def nan_from_epoch(run_name: str) -> int | None:
+    spec = _spec()
+    if len(spec) >= 3 and spec[0] == "nan" and fnmatch.fnmatch(run_name, ":".join(spec[2:])):
+        return int(spec[1])
+    return None

@@ -1,0 +1,133 @@
+"""Teachers: trained once with CE (under a lock) or loaded from a file; re-scored once at load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+import model_zoo
+from bench.errors import BenchError
+from bench.execute import LoadedTeacher, execute_run, loaders_for
+from bench.keys import short_hash
+from bench.locks import file_lock
+from bench.spec import MethodSpec, RunSpec, TeacherSpec
+from bench.tracking import FINISHED
+from bench.train import evaluate
+
+
+class TeacherFailed(BenchError):
+    """The teacher could not be trained or loaded; its students are blocked."""
+
+
+def teacher_run(teacher: TeacherSpec, student_run: RunSpec) -> RunSpec:
+    """The teacher's own training run: CE on the same data, with the teacher recipe and seed."""
+    return dataclasses.replace(
+        student_run,
+        teacher=None,
+        student=teacher.arch,
+        method=MethodSpec("ce", "teacher", {}),
+        recipe=teacher.recipe,
+        seed=teacher.seed,
+        pairs=(),
+        role="teacher",
+    )
+
+
+def _teacher_file(workdir: Path, key: str) -> Path:
+    return Path(workdir) / "teachers" / f"{key}.pt"
+
+
+def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
+    """Test top-1 of a teacher, computed once per (sha256, dataset content, eval transform)."""
+    scores_file = Path(workdir) / "teachers" / "scores.json"
+    key = f"{sha}:{run.data_hash}:{run.data.test_subset_per_class}:normalize"
+    scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    if key not in scores:
+        top1 = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]
+        scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+        scores[key] = top1
+        tmp = scores_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
+        tmp.replace(scores_file)
+    return float(scores[key])
+
+
+def _load(arch: str, path: Path, num_classes: int, device) -> tuple[torch.nn.Module, str]:
+    model = model_zoo.create(arch, num_classes=num_classes)
+    try:
+        sha = model_zoo.load_checkpoint(model, path)
+    except model_zoo.CheckpointError as exc:
+        raise TeacherFailed(str(exc)) from None
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model, sha
+
+
+def prepare_teacher(
+    teacher: TeacherSpec,
+    student_run: RunSpec,
+    *,
+    tracker,
+    workdir: Path,
+    device: torch.device,
+    log=print,
+) -> LoadedTeacher:
+    run = teacher_run(teacher, student_run)
+    num_classes = loaders_for(run, device, workdir).num_classes
+    if teacher.checkpoint:
+        model, sha = _load(teacher.arch, Path(teacher.checkpoint).expanduser(), num_classes, device)
+        top1 = _rescore(model, run, sha, device, workdir)
+        key = short_hash({"teacher_file": sha, "data": run.data_hash})
+        if tracker.find(key) is None:
+            run_id = tracker.start(
+                f"teacher {teacher.arch} (file)",
+                {"checkpoint": teacher.checkpoint, "sha256": sha},
+                {
+                    "run_key": key,
+                    "role": "teacher",
+                    "teacher": teacher.arch,
+                    "teacher_sha256": sha,
+                    "matrix": run.matrix,
+                },
+            )
+            tracker.log_metrics(run_id, {"teacher_top1": top1, "last_top1": top1}, step=0)
+            tracker.finish(run_id, FINISHED)
+        log(
+            f"teacher {teacher.arch}: loaded {teacher.checkpoint} (sha256 {sha[:12]}), "
+            f"re-scored top-1 {top1:.2f}"
+        )
+        return LoadedTeacher(teacher.arch, model, sha, top1)
+
+    target = _teacher_file(workdir, run.run_key)
+    with file_lock(Path(workdir) / "locks" / f"teacher-{run.run_key}.lock"):
+        record = tracker.find(run.run_key)
+        if not target.is_file():  # the committed file, not the store: shards may use a store each
+            log(
+                f"teacher {teacher.arch}: training "
+                f"({teacher.recipe.epochs} epochs, seed {teacher.seed})"
+            )
+            outcome = execute_run(
+                run, tracker=tracker, workdir=workdir, device=device, teacher=None, role="teacher"
+            )
+            if outcome.status != FINISHED:
+                raise TeacherFailed(
+                    f"teacher {teacher.arch} {outcome.status.lower()}: {outcome.reason}"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(outcome.weights, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)
+            record = tracker.find(run.run_key)
+        else:
+            log(f"teacher {teacher.arch}: already trained ({target.name})")
+    model, sha = _load(teacher.arch, target, num_classes, device)
+    if record is not None and record.tags.get("teacher_sha256") != sha:
+        tracker.set_tags(record.run_id, {"teacher_sha256": sha})
+    top1 = _rescore(model, run, sha, device, workdir)
+    return LoadedTeacher(teacher.arch, model, sha, top1)

@@ -1,0 +1,221 @@
+"""Run tracking: MLflow (embedded sqlite, or a server via MLFLOW_TRACKING_URI) or JSON lines.
+
+The only module that imports mlflow, and it does so lazily (the import costs seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT = "kdbench"
+RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class MlflowTracker:
+    """Runs in one experiment; a run is found again by its `run_key` tag."""
+
+    def __init__(self, workdir: Path, tracking_uri: str | None = None):
+        import logging
+
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+        self.workdir = Path(workdir)
+        self.uri = (
+            tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or (f"sqlite:///{self.workdir / 'mlflow.db'}")
+        )
+        self._mlflow = mlflow
+        self.client = MlflowClient(tracking_uri=self.uri)
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            location = None
+            if self.uri.startswith("sqlite:"):
+                location = (self.workdir / "artifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(
+                EXPERIMENT, artifact_location=location
+            )
+        else:
+            self.experiment_id = experiment.experiment_id
+
+    def describe(self) -> str:
+        return self.uri
+
+    def _record(self, run) -> RunRecord:
+        return RunRecord(
+            run.info.run_id,
+            run.info.status,
+            dict(run.data.tags),
+            dict(run.data.params),
+            dict(run.data.metrics),
+        )
+
+    def search(self, **tags: str) -> list[RunRecord]:
+        query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
+        return [self._record(r) for r in runs]
+
+    def find(self, run_key: str) -> RunRecord | None:
+        runs = self.search(run_key=run_key)
+        runs.sort(key=lambda r: r.status != FINISHED)
+        return runs[0] if runs else None
+
+    def start(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+        return run_id
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status=RUNNING)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def finish(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+
+class JsonLinesTracker:
+    """`--tracking none`: the same records as JSON lines in <workdir>/runs.jsonl."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.path = self.workdir / "runs.jsonl"
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def _append(self, event: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _replay(self) -> tuple[dict[str, RunRecord], dict[str, dict[str, list]]]:
+        records: dict[str, RunRecord] = {}
+        histories: dict[str, dict[str, list]] = {}
+        if not self.path.is_file():
+            return records, histories
+        for line in self.path.read_text().splitlines():
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            run_id = event["run_id"]
+            if event["event"] == "start":
+                records[run_id] = RunRecord(run_id, RUNNING, event["tags"], event["params"], {})
+                histories[run_id] = {}
+            elif event["event"] == "metrics":
+                records[run_id].metrics.update(event["metrics"])
+                for k, v in event["metrics"].items():
+                    histories[run_id].setdefault(k, []).append((event["step"], v))
+            elif event["event"] == "tags":
+                records[run_id].tags.update(event["tags"])
+            elif event["event"] == "status":
+                records[run_id].status = event["status"]
+        return records, histories
+
+    def search(self, **tags: str) -> list[RunRecord]:
+        records, _ = self._replay()
+        return [r for r in records.values() if all(r.tags.get(k) == v for k, v in tags.items())]
+
+    def find(self, run_key: str) -> RunRecord | None:
+        runs = sorted(self.search(run_key=run_key), key=lambda r: r.status != FINISHED)
+        return runs[0] if runs else None
+
+    def start(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        run_id = uuid.uuid4().hex
+        params = {k: str(v) for k, v in params.items()}
+        self._append(
+            {
+                "event": "start",
+                "run_id": run_id,
+                "name": name,
+                "params": params,
+                "tags": dict(tags),
+                "time": time.time(),
+            }
+        )
+        return run_id
+
+    def reopen(self, run_id: str) -> None:
+        self._append({"event": "status", "run_id": run_id, "status": RUNNING})
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self._append(
+            {
+                "event": "metrics",
+                "run_id": run_id,
+                "step": step,
+                "metrics": {k: float(v) for k, v in metrics.items()},
+            }
+        )
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._append(
+            {"event": "tags", "run_id": run_id, "tags": {k: str(v) for k, v in tags.items()}}
+        )
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        target = self.workdir / "artifacts" / run_id / (folder or "")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / Path(path).name)
+
+    def finish(self, run_id: str, status: str) -> None:
+        self._append({"event": "status", "run_id": run_id, "status": status})
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        _, histories = self._replay()
+        return sorted(histories.get(run_id, {}).get(key, []))
+
+
+Tracker = MlflowTracker | JsonLinesTracker
+
+
+def open_tracker(kind: str, workdir: Path) -> Tracker:
+    if kind == "mlflow":
+        return MlflowTracker(workdir)
+    if kind == "none":
+        return JsonLinesTracker(workdir)
+    from bench.errors import SpecError
+
+    raise SpecError(f"--tracking '{kind}': expected mlflow or none")

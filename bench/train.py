@@ -1,0 +1,144 @@
+"""One training loop: batches in, method terms out, optimizer step, metrics kept on the device.
+
+It knows no method by name and no tracking library; the caller gets each epoch's metrics through
+`on_epoch` (where it checkpoints, then logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench import faults
+from bench.errors import RunFailed
+from bench.spec import Recipe
+
+PROGRESS_EVERY = 25  # steps between progress reads (each read is one host sync)
+
+
+@dataclass
+class Progress:
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
+    options = {"foreach": True} if device.type == "cuda" else {}
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+        **options,
+    )
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32") -> dict:
+    """Top-1 / top-5 accuracy (%) and mean CE over the whole test split."""
+    model.eval()
+    correct1 = torch.zeros((), device=device, dtype=torch.int64)
+    correct5 = torch.zeros((), device=device, dtype=torch.int64)
+    loss_sum = torch.zeros((), device=device)
+    count = 0
+    for images, labels, _ in loader.epoch(0):
+        with _autocast(device, precision):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top.eq(labels.view(-1, 1))
+        correct1 += hits[:, 0].sum()
+        correct5 += hits.any(dim=1).sum()
+        count += labels.numel()
+    return {
+        "top1": 100.0 * correct1.item() / count,
+        "top5": 100.0 * correct5.item() / count,
+        "loss": loss_sum.item() / count,
+    }
+
+
+def train_epochs(
+    student: nn.Module,
+    method: nn.Module,
+    teacher: nn.Module | None,
+    loaders,
+    recipe: Recipe,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    start_epoch: int = 1,
+    on_epoch: Callable[[int, dict[str, float]], None],
+    on_progress: Callable[[Progress], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> int:
+    """Train epochs start_epoch..recipe.epochs; returns the last completed epoch."""
+    if teacher is not None:
+        teacher.eval()
+    steps = len(loaders.train)
+    last = start_epoch - 1
+    for epoch in range(start_epoch, recipe.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr_at(epoch)
+        student.train()
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        finite = torch.ones((), device=device, dtype=torch.bool)
+        seen = 0
+        started = time.perf_counter()
+        for step, (images, labels, _) in enumerate(loaders.train.epoch(epoch), start=1):
+            faults.check("step", epoch, step)
+            with _autocast(device, precision):
+                logits = student(images)
+                teacher_logits = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(images)
+            terms = method(logits, teacher_logits, labels, epoch)
+            loss = terms["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch = labels.numel()
+            seen += batch
+            with torch.no_grad():
+                finite &= torch.isfinite(loss)
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0) + value.detach().float() * batch
+                correct += (logits.detach().argmax(dim=1) == labels).sum()
+            if on_progress is not None and step % PROGRESS_EVERY == 0:
+                on_progress(Progress(epoch, step, steps, sums["loss"].item() / seen))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - started
+        if not bool(finite):
+            raise RunFailed("non-finite loss (NaN or inf)", epoch)
+        metrics = {f"train/{name}": (value / seen).item() for name, value in sums.items()}
+        metrics["train/top1"] = 100.0 * correct.item() / seen
+        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["img_per_s"] = seen / max(elapsed, 1e-9)
+        test = evaluate(student, loaders.test, device, precision)
+        metrics.update(
+            {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
+        )
+        on_epoch(epoch, metrics)
+        last = epoch
+        if stop_requested():
+            break
+    return last

@@ -1,0 +1,77 @@
+"""The Method contract: a loss of logits that returns its named, weighted terms."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class MethodError(ValueError):
+    """A bad method name, parameter or value; the message is one line a user can act on."""
+
+
+def check_epoch(epoch: int) -> None:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise MethodError(f"epoch must be a 1-based integer >= 1, got {epoch!r}")
+
+
+def warmup_factor(epoch: int, warmup: int) -> float:
+    """min(epoch / warmup, 1) for the 1-based integer epoch; constant within an epoch."""
+    check_epoch(epoch)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+        raise MethodError(f"warmup must be an integer >= 1, got {warmup!r}")
+    return min(epoch / warmup, 1.0)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise MethodError(message) unless condition holds (parameter validation)."""
+    if not condition:
+        raise MethodError(message)
+
+
+def as_float(logits: Tensor) -> Tensor:
+    """float32 at the method's entry; float64 stays float64 (golden values and gradcheck)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
+class Method(nn.Module):
+    """Base of every loss method.
+
+    Subclasses implement `terms`, returning each weighted component as it enters the loss;
+    `forward` adds "loss", their sum, so the components always add up to the loss.
+    """
+
+    requires_teacher: ClassVar[bool] = True
+    name: ClassVar[str] = ""  # set by register_method
+    Params: ClassVar[type]  # frozen dataclass of defaults with a validate(num_classes) method
+
+    def __init__(self, params: Any, num_classes: int | None = None) -> None:
+        super().__init__()
+        self.params = params
+        self.num_classes = num_classes
+
+    def prepare(self, context: Any) -> None:
+        """Hook for methods that need teacher statistics or cost matrices before training."""
+
+    def forward(
+        self, student_logits: Tensor, teacher_logits: Tensor | None, target: Tensor, epoch: int
+    ) -> dict[str, Tensor]:
+        if self.requires_teacher and teacher_logits is None:
+            raise MethodError(f"method '{self.name}' needs teacher_logits, got None")
+        check_epoch(epoch)
+        student = as_float(student_logits)
+        teacher = None if teacher_logits is None else as_float(teacher_logits).to(student.dtype)
+        # Autocast would otherwise be free to run some ops in bf16/fp16 inside the loss.
+        with torch.autocast(device_type=student.device.type, enabled=False):
+            components = self.terms(student, teacher, target.long(), epoch)
+        loss = torch.zeros((), dtype=student.dtype, device=student.device)
+        for value in components.values():
+            loss = loss + value
+        return {"loss": loss, **components}
+
+    def terms(
+        self, student: Tensor, teacher: Tensor | None, target: Tensor, epoch: int
+    ) -> dict[str, Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,28 @@
+"""ce: the student alone, cross-entropy with the labels; no teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from methods.base import Method
+from methods.registry import register_method
+
+
+@dataclass(frozen=True)
+class CEParams:
+    def validate(self, num_classes: int | None) -> None:
+        pass
+
+
+@register_method("ce")
+class CE(Method):
+    Params = CEParams
+    requires_teacher = False
+
+    def terms(
+        self, student: Tensor, teacher: Tensor | None, target: Tensor, epoch: int
+    ) -> dict[str, Tensor]:
+        return {"ce": F.cross_entropy(student, target)}

@@ -1,0 +1,40 @@
+"""kdbench's models: the CIFAR-100 KD zoo (32 px) and prefixed ImageNet models (224 px).
+Usage: `model = model_zoo.create("resnet32x4", num_classes=100)`, then
+`sha256 = model_zoo.load_checkpoint(model, "resnet32x4_vanilla/ckpt_epoch_240.pth")`.
+"""
+
+from model_zoo import (  # noqa: F401  (importing a family registers its models)
+    cifar_resnet,
+    imagenet_mobilenetv1,
+    mobilenetv2,
+    resnet_imagenet_style,
+    shufflenetv1,
+    shufflenetv2,
+    timm_models,
+    torchvision_resnet,
+    vgg,
+    wrn,
+)
+from model_zoo.checkpoint import CheckpointError, load_checkpoint, sha256_file
+from model_zoo.describe import describe
+from model_zoo.pretrained import load_pretrained
+from model_zoo.registry import (
+    ModelError,
+    create,
+    input_resolution,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "CheckpointError",
+    "ModelError",
+    "create",
+    "describe",
+    "input_resolution",
+    "list_models",
+    "load_checkpoint",
+    "load_pretrained",
+    "register_model",
+    "sha256_file",
+]

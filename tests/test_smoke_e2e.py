@@ -1,0 +1,82 @@
+"""The README's first command, end to end, into a temporary MLflow store."""
+
+import csv
+import re
+
+import pytest
+
+from bench.__main__ import main
+from bench.spec import load_matrix
+from bench.tracking import FINISHED, MlflowTracker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_workdir, capsys_module=None):
+    code = main(["run", "--matrix", "smoke", "--workdir", str(smoke_workdir)])
+    return code
+
+
+def test_smoke_trains_every_cell_and_the_teacher(smoke_run, smoke_workdir):
+    assert smoke_run == 0
+    tracker = MlflowTracker(smoke_workdir)
+    runs = tracker.search()
+    assert all(r.status == FINISHED for r in runs)
+    teachers = [r for r in runs if r.tags["role"] == "teacher"]
+    students = [r for r in runs if r.tags["role"] == "student"]
+    assert len(teachers) == 1
+    cells = sorted((r.tags["method_label"], r.tags["seed"]) for r in students)
+    assert cells == sorted((m, s) for m in ("ce", "kd", "dkd", "cakd") for s in ("0", "1"))
+
+    chance = 100.0 / 10
+    teacher_top1 = tracker.history(teachers[0].run_id, "test/top1")[-1][1]
+    assert teacher_top1 >= 3 * chance
+    expected_terms = {
+        "ce": ["ce"],
+        "kd": ["ce", "kd"],
+        "dkd": ["ce", "tckd", "nckd"],
+        "cakd": ["ce", "bcd", "scd", "wcd"],
+    }
+    for run in students:
+        epochs = [step for step, _ in tracker.history(run.run_id, "test/top1")]
+        assert epochs == [1, 2, 3]
+        for term in ["loss"] + expected_terms[run.tags["method"]]:
+            assert len(tracker.history(run.run_id, f"train/{term}")) == 3, term
+        assert run.metrics["last_top1"] >= 3 * chance, run.tags["mlflow.runName"]
+        if run.tags["method"] != "ce":
+            assert run.tags["teacher_sha256"] and run.metrics["teacher_top1"] >= 3 * chance
+
+
+def test_second_run_trains_nothing(smoke_run, smoke_workdir, capsys):
+    before = len(MlflowTracker(smoke_workdir).search())
+    assert main(["run", "--matrix", "smoke", "--workdir", str(smoke_workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out
+    assert "0 trained, 8 already finished" in out
+    assert len(MlflowTracker(smoke_workdir).search()) == before
+
+
+def test_report_has_a_row_with_mean_std_per_method(smoke_run, smoke_workdir, tmp_path):
+    assert (
+        main(
+            ["report", "--matrix", "smoke", "--workdir", str(smoke_workdir), "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    text = (tmp_path / "README.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| teacher"))
+    assert [c.strip() for c in header.strip("|").split("|")][2:] == ["ce", "kd", "dkd", "cakd"]
+    row = next(line for line in text.splitlines() if line.startswith("| resnet20"))
+    cells = re.findall(r"(\d+\.\d\d) ± (\d+\.\d\d) \((\d)\)", row)
+    assert len(cells) == 4 and all(n == "2" for *_, n in cells)
+    assert re.search(r"resnet20 \(\d+\.\d\d\)", row)  # the teacher's re-scored accuracy
+
+    with open(tmp_path / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    matrix = load_matrix("smoke", workdir=smoke_workdir)
+    kd_last = [float(r["last_top1"]) for r in rows if r["method_label"] == "kd"]
+    mean = sum(kd_last) / 2
+    assert f"{mean:.2f} ± " in row.split("|")[4]
+    assert {r["cell_key"] for r in rows} == {run.cell_key for run in matrix.runs}

@@ -1,0 +1,172 @@
+"""Matrices expand to the cells RECIPES.md lists; malformed matrices fail at load with one line."""
+
+from collections import Counter
+
+import pytest
+import yaml
+
+from bench.errors import SpecError
+from bench.spec import build_matrix, load_matrix
+
+HASH = "0123456789abcdef"  # stands in for the dataset content hash: no data is read here
+
+DKD_BETA = {
+    ("resnet56", "resnet20"): 2,
+    ("resnet110", "resnet32"): 2,
+    ("resnet32x4", "resnet8x4"): 8,
+    ("wrn_40_2", "wrn_16_2"): 6,
+    ("wrn_40_2", "wrn_40_1"): 6,
+    ("vgg13", "vgg8"): 6,
+    ("resnet32x4", "ShuffleV1"): 8,
+    ("resnet32x4", "ShuffleV2"): 8,
+    ("wrn_40_2", "ShuffleV1"): 8,
+    ("vgg13", "MobileNetV2"): 6,
+    ("ResNet50", "MobileNetV2"): 8,
+}
+MOBILE = {"ShuffleV1", "ShuffleV2", "MobileNetV2"}
+
+
+def test_cifar100_full_expands_to_the_dkd_table():
+    matrix = load_matrix("cifar100_full", data_hash=HASH)
+    assert set(matrix.pairs) == set(DKD_BETA)
+    distilled = [r for r in matrix.runs if r.method.name != "ce"]
+    alone = [r for r in matrix.runs if r.method.name == "ce"]
+    assert len(distilled) == 11 * 3 * 5
+    assert len(alone) == 9 * 5  # ShuffleV1 and MobileNetV2 are trained alone once per seed
+    assert Counter(r.student for r in alone)["ShuffleV1"] == 5
+    for run in alone:
+        assert run.teacher is None
+        if run.student in ("ShuffleV1", "MobileNetV2"):
+            assert len(run.pairs) == 2
+    for run in distilled:
+        pair = (run.teacher.arch, run.student)
+        if run.method.name == "dkd":
+            assert run.method.params["beta"] == DKD_BETA[pair]
+        if run.method.name == "cakd":
+            assert run.method.params["w_wcd"] == DKD_BETA[pair]
+        assert run.recipe.lr == (0.01 if run.student in MOBILE else 0.05)
+        assert run.recipe.epochs == 240 and run.recipe.milestones == (150, 180, 210)
+        assert run.recipe.weight_decay == 5e-4 and run.recipe.batch_size == 64
+    assert sorted({r.seed for r in matrix.runs}) == [0, 1, 2, 3, 4]
+    assert len({r.cell_key for r in matrix.runs}) == len(matrix.runs)
+
+
+def test_ce_key_does_not_depend_on_the_teacher():
+    matrix = load_matrix("cifar100_full", data_hash=HASH)
+    kd = [r for r in matrix.runs if r.method.name == "kd" and r.seed == 0]
+    assert len({r.teacher.arch for r in kd}) > 1
+    ce = [r for r in matrix.runs if r.method.name == "ce" and r.student == "MobileNetV2"]
+    assert len({r.cell_key for r in ce}) == 5
+
+
+def test_ablation_has_the_listed_cells():
+    matrix = load_matrix("cifar100_ablation", data_hash=HASH)
+    labels = Counter(r.method.label for r in matrix.runs)
+    assert len(labels) == 2 + 7 + 4 + 1
+    assert all(n == 3 * 5 for n in labels.values())
+    switches = {
+        (r.method.params["bcd"], r.method.params["scd"], r.method.params["wcd"])
+        for r in matrix.runs
+        if r.method.name == "cakd"
+        and r.method.params["k"] == 5
+        and r.method.params["weights"] == "given"
+    }
+    assert len(switches) == 7 and (False, False, False) not in switches
+    ks = {r.method.params["k"] for r in matrix.runs if r.method.label.startswith("cakd_k")}
+    assert ks == {0, 1, 2, 10}
+    natural = [r for r in matrix.runs if r.method.label == "cakd_natural"]
+    assert all(
+        r.method.params["weights"] == "natural"
+        and r.method.params["warmup"] == 1
+        and r.method.params["w_ce"] == 0.1
+        and r.method.params["w_kd"] == 0.9
+        for r in natural
+    )
+    wcd = {
+        (r.teacher.arch, r.method.params["w_wcd"]) for r in matrix.runs if r.method.name == "cakd"
+    }
+    assert wcd == {("resnet32x4", 8), ("wrn_40_2", 6), ("vgg13", 6)}
+
+
+def test_imagenet_full_uses_prefixed_models():
+    matrix = load_matrix("imagenet_full", data_hash=HASH)
+    for run in matrix.runs:
+        assert ":" in run.student and (run.teacher is None or ":" in run.teacher.arch)
+        assert run.recipe.batch_size == 512 and run.recipe.lr == 0.2
+        if run.method.name in ("kd", "dkd", "cakd"):
+            assert run.method.params["temperature"] == 1
+    betas = {
+        (r.teacher.arch, r.method.params["beta"]) for r in matrix.runs if r.method.name == "dkd"
+    }
+    assert betas == {("torchvision:resnet34", 0.5), ("torchvision:resnet50", 2.0)}
+
+
+def test_keys_are_canonical_and_overrides_change_them():
+    a = load_matrix("smoke", data_hash=HASH)
+    b = load_matrix("smoke", data_hash=HASH, overrides=["recipe.lr=5e-2"])
+    assert [r.cell_key for r in a.runs] == [r.cell_key for r in b.runs]
+    c = load_matrix("smoke", data_hash=HASH, overrides=["recipe.epochs=2"])
+    assert {r.cell_key for r in a.runs}.isdisjoint({r.cell_key for r in c.runs})
+    d = load_matrix("smoke", data_hash=HASH, seeds=3)
+    assert len(d.runs) == 4 * 3
+    e = load_matrix("smoke", data_hash="another")
+    assert {r.cell_key for r in a.runs}.isdisjoint({r.cell_key for r in e.runs})
+    cuda = load_matrix("smoke", data_hash=HASH, device="cuda")
+    assert [r.cell_key for r in a.runs] == [r.cell_key for r in cuda.runs]
+    assert {r.run_key for r in a.runs}.isdisjoint({r.run_key for r in cuda.runs})
+
+
+BASE = {
+    "name": "t",
+    "data": {"dataset": "synthetic"},
+    "pairs": [{"teacher": "resnet20", "student": "resnet8"}],
+    "methods": ["kd", "cakd"],
+    "seeds": 1,
+}
+
+
+def _with(path, value):
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (("pairs",), KeyError, "pairs"),
+        (("name",), KeyError, "name"),
+        (("seeds",), "three", "seeds"),
+        (("recipe",), {"epochs": -3}, "epochs"),
+        (("recipe",), {"epochs": "many"}, "recipe.epochs"),
+        (("recipe",), {"lr": "fast"}, "recipe.lr"),
+        (("recipe",), {"colour": 1}, "colour"),
+        (("pairs",), [{"teacher": "resnet20", "student": "resnet8"}] * 2, "duplicate pair"),
+        (("pairs",), [{"teacher": "resnet20", "student": "resnet9"}], "resnet9"),
+        (("pairs",), [{"teacher": "resnet20"}], "student"),
+        (("methods",), ["kd", "nosuch"], "nosuch"),
+        (("methods",), [{"name": "cakd", "params": {"k": 9}}], "k"),
+        (("methods",), [{"name": "kd", "params": {"T": 4}}], "T"),
+        (("pairs",), [{"teacher": "resnet20", "student": "torchvision:resnet18"}], "224px"),
+        (("data",), {"dataset": "mnist"}, "mnist"),
+        (("data",), {"dataset": "synthetic", "backend": "dali"}, "dali"),
+    ],
+)
+def test_malformed_matrix_fails_with_one_line(path, value, expected):
+    raw = _with(path, value)
+    with pytest.raises(SpecError) as info:
+        build_matrix(raw, "test.yaml", data_hash=HASH)
+    message = str(info.value)
+    assert "\n" not in message and expected in message
+
+
+def test_cifar_model_on_imagenet_is_rejected():
+    raw = _with(("data",), {"dataset": "imagenet"})
+    with pytest.raises(SpecError, match="32px"):
+        build_matrix(raw, "test.yaml", data_hash=HASH)
