@@ -27,3 +27,11 @@ def atomic_save(obj: Any, path: Path, *, fault_epoch: int | None = None) -> None
 def load(path: Path) -> dict:
     # Our own files hold tensors, numbers and strings only, so weights_only loading works.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def remove(path: Path) -> None:
+    """Delete a checkpoint and any temp file a killed writer left beside it."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import platform
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +21,11 @@ import methods
 import model_zoo
 from bench import checkpoint, faults
 from bench.data import make_loaders
-from bench.environment import environment_tags
+from bench.environment import environment_tags, pip_freeze
 from bench.errors import BenchError, RunFailed
 from bench.keys import canonical_json
 from bench.spec import RunSpec
-from bench.tracking import FAILED, FINISHED, KILLED
+from bench.tracking import FAILED, FINISHED, KILLED, RUNNING
 from bench.train import build_optimizer, train_epochs
 
 
@@ -121,6 +121,62 @@ def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[st
     }
 
 
+def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role: str) -> str:
+    """A new tracker run, or the orphan a killed worker left before its first checkpoint.
+
+    Metrics are logged only after a checkpoint commits, so an orphan without a checkpoint holds
+    no epoch metrics and can be adopted without logging any step twice.
+    """
+    orphans = [r for r in tracker.search(run_key=run.run_key) if r.status in (RUNNING, KILLED)]
+    if orphans:
+        run_id = orphans[0].run_id
+        tracker.reopen(run_id)
+        tracker.set_tags(run_id, {"adopted": "true"})
+        return run_id
+    run_id = tracker.start(run.name, run.flat_params(), run_tags(run, role, teacher))
+    spec_file = workdir / "specs" / f"{run.run_key}.json"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(
+        json.dumps(
+            {
+                "run_key": run.run_key,
+                "cell_key": run.cell_key,
+                "cell": run.cell(),
+                "execution": dataclasses.asdict(run.execution),
+                "backend": run.data.backend,
+                "data_spec": dataclasses.asdict(run.data),
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
+    tracker.log_artifact(run_id, spec_file)
+    freeze = workdir / "specs" / "environment.txt"
+    freeze.write_text(pip_freeze())
+    tracker.log_artifact(run_id, freeze)
+    tags = environment_tags(device)
+    tags.update({"host": socket.gethostname(), "python": platform.python_version()})
+    if teacher is not None:
+        tags["teacher_top1"] = f"{teacher.top1:.4f}"
+        tracker.log_metrics(run_id, {"teacher_top1": teacher.top1}, step=0)
+    tracker.set_tags(run_id, tags)
+    return run_id
+
+
+def _check_checkpoint(state: dict, ckpt_file: Path, run: RunSpec, teacher_sha) -> None:
+    if state["run_key"] != run.run_key:
+        raise RefusedResume(
+            f"checkpoint {ckpt_file} belongs to run_key {state['run_key']}, "
+            f"not {run.run_key}; move it away to start over"
+        )
+    if state.get("teacher_sha256") != teacher_sha:
+        raise RefusedResume(
+            f"checkpoint {ckpt_file} was trained against teacher sha256 "
+            f"{state.get('teacher_sha256')}, not {teacher_sha}; refusing to resume"
+        )
+
+
 def execute_run(
     run: RunSpec,
     *,
@@ -152,63 +208,26 @@ def execute_run(
     last_metrics: dict[str, float] = {}
     resumed_from = None
     start_epoch = 1
+    resume_count = 0
     if ckpt_file.is_file():
         state = checkpoint.load(ckpt_file)
-        if state["run_key"] != run.run_key:
-            raise RefusedResume(
-                f"checkpoint {ckpt_file} belongs to run_key {state['run_key']}, "
-                f"not {run.run_key}; move it away to start over"
-            )
-        if state.get("teacher_sha256") != teacher_sha:
-            raise RefusedResume(
-                f"checkpoint {ckpt_file} was trained against teacher sha256 "
-                f"{state.get('teacher_sha256')}, not {teacher_sha}; refusing to resume"
-            )
+        _check_checkpoint(state, ckpt_file, run, teacher_sha)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         best, last_metrics = state["best"], state["metrics"]
         run_id = state["run_id"]
         resumed_from = start_epoch = state["epoch"] + 1
+        resume_count = state.get("resume_count", 0) + 1
         tracker.reopen(run_id)
         logged = {step for step, _ in tracker.history(run_id, "test/top1")}
         if state["epoch"] not in logged:  # died between checkpoint commit and logging
             tracker.log_metrics(run_id, state["metrics"], step=state["epoch"])
         tracker.set_tags(
-            run_id,
-            {
-                "resume_count": str(state.get("resume_count", 0) + 1),
-                "resumed_from_epoch": str(start_epoch),
-            },
+            run_id, {"resume_count": str(resume_count), "resumed_from_epoch": str(start_epoch)}
         )
     else:
-        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, role, teacher))
-        spec_file = workdir / "specs" / f"{run.run_key}.json"
-        spec_file.parent.mkdir(parents=True, exist_ok=True)
-        spec_file.write_text(
-            json.dumps(
-                {
-                    "run_key": run.run_key,
-                    "cell_key": run.cell_key,
-                    "cell": run.cell(),
-                    "execution": dataclasses.asdict(run.execution),
-                    "backend": run.data.backend,
-                    "data_spec": dataclasses.asdict(run.data),
-                },
-                indent=2,
-                sort_keys=True,
-                default=str,
-            )
-        )
-        tracker.log_artifact(run_id, spec_file)
-        tags = environment_tags(device)
-        tags.update({"host": socket.gethostname(), "python": platform.python_version()})
-        if teacher is not None:
-            tags["teacher_top1"] = f"{teacher.top1:.4f}"
-        tracker.set_tags(run_id, tags)
-        if teacher is not None:
-            tracker.log_metrics(run_id, {"teacher_top1": teacher.top1}, step=0)
-    resume_count = 0 if resumed_from is None else 1
+        run_id = _start_or_adopt(run, tracker, workdir, device, teacher, role)
 
     def commit_epoch(epoch: int, metrics: dict[str, float]) -> None:
         nonlocal best, last_metrics
@@ -232,6 +251,7 @@ def execute_run(
             fault_epoch=epoch,
         )
         tracker.log_metrics(run_id, metrics, step=epoch)
+        tracker.set_tags(run_id, {"heartbeat": f"{time.time():.0f}"})
         if on_epoch_done is not None:
             on_epoch_done(epoch, metrics)
 
@@ -250,19 +270,18 @@ def execute_run(
             on_progress=on_progress,
             stop_requested=stop_requested,
         )
-    except RunFailed as failure:
-        tracker.set_tags(
-            run_id, {"failure_reason": failure.reason, "failure_epoch": str(failure.epoch)}
-        )
-        tracker.finish(run_id, FAILED)
-        ckpt_file.unlink(missing_ok=True)
-        return Outcome(FAILED, run_id, {}, str(failure), resumed_from)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        tracker.set_tags(run_id, {"failure_reason": reason})
+        epoch = exc.epoch if isinstance(exc, RunFailed) else None
+        reason = exc.reason if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+        reason = reason.splitlines()[0] if reason else type(exc).__name__
+        tags = {"failure_reason": reason}
+        if epoch is not None:
+            tags["failure_epoch"] = str(epoch)
+        tracker.set_tags(run_id, tags)
         tracker.finish(run_id, FAILED)
-        ckpt_file.unlink(missing_ok=True)
-        return Outcome(FAILED, run_id, {}, reason, resumed_from)
+        checkpoint.remove(ckpt_file)
+        where = f"epoch {epoch}: " if epoch is not None else ""
+        return Outcome(FAILED, run_id, {}, where + reason, resumed_from)
     trained = last_epoch - start_epoch + 1
     if last_epoch < run.recipe.epochs:
         tracker.set_tags(run_id, {"resumable": "true"})
@@ -270,13 +289,11 @@ def execute_run(
         return Outcome(KILLED, run_id, last_metrics, "interrupted", resumed_from, trained)
 
     final = _final_metrics(last_metrics, best)
-    if not all(math.isfinite(v) for v in final.values()):
-        tracker.finish(run_id, FAILED)
-        return Outcome(FAILED, run_id, final, "non-finite final metrics", resumed_from, trained)
     weights = workdir / "weights" / f"{run.run_key}.pt"
     checkpoint.atomic_save({"model": student.state_dict()}, weights)
     tracker.log_artifact(run_id, weights, "weights")
     tracker.log_metrics(run_id, final, step=run.recipe.epochs)
+    tracker.set_tags(run_id, {"resumable": "false"})
     tracker.finish(run_id, FINISHED)
-    ckpt_file.unlink(missing_ok=True)
+    checkpoint.remove(ckpt_file)
     return Outcome(FINISHED, run_id, final, "", resumed_from, trained, weights)

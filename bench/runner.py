@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,9 +12,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.errors import SpecError
-from bench.execute import RefusedResume, checkpoint_path, execute_run
+from bench.execute import Outcome, RefusedResume, checkpoint_path, execute_run
+from bench.locks import try_lock
 from bench.spec import Matrix, RunSpec
-from bench.teachers import TeacherFailed, prepare_teacher
+from bench.teachers import TeacherFailed, prepare_teacher, teacher_run
 from bench.tracking import FAILED, FINISHED
 
 DONE, RESUME, TO_RUN, FAILED_STATE, BLOCKED = "done", "resume", "to run", "failed", "blocked"
@@ -32,6 +35,7 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[tuple[str, str]] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -63,6 +67,8 @@ def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
         record = tracker.find(run.run_key)
         if record is not None and record.status == FINISHED:
             cells.append(Cell(run, DONE, record.run_id))
+        elif run.teacher is not None and _teacher_failed(run, tracker, workdir):
+            cells.append(Cell(run, BLOCKED))
         elif checkpoint_path(workdir, run).is_file():
             cells.append(Cell(run, RESUME, record.run_id if record else None))
         elif record is not None and record.status == FAILED:
@@ -72,18 +78,91 @@ def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
     return cells
 
 
+def _teacher_failed(run: RunSpec, tracker, workdir: Path) -> bool:
+    if run.teacher.checkpoint:
+        return False
+    record = tracker.find(teacher_run(run.teacher, run).run_key)
+    return record is not None and record.status == FAILED
+
+
 class _StopFlag:
     """SIGTERM/SIGINT: finish the current epoch, checkpoint, mark the run resumable, exit."""
 
     def __init__(self):
         self.requested = False
+        self.child = None  # the isolated cell's process, which gets the signal passed on
 
     def __call__(self, signum, frame):
         self.requested = True
+        if self.child is not None and self.child.pid:
+            os.kill(self.child.pid, signal.SIGTERM)
 
     def install(self):
         previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
         return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+def _claim(workdir: Path, run: RunSpec):
+    """A claim on the run: an flock the OS releases when its holder dies, so a stale claim is
+    simply taken over by the next worker; None when another live worker holds it."""
+    return try_lock(Path(workdir) / "locks" / f"run-{run.run_key}.lock")
+
+
+def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results) -> None:
+    import torch
+
+    from bench.tracking import reconnect
+
+    tracker = reconnect(tracker_address)
+    device = torch.device(device)
+    stop = _StopFlag()
+    stop.install()
+    teacher = None
+    try:
+        if teacher_spec is not None:
+            teacher = prepare_teacher(
+                teacher_spec,
+                run,
+                tracker=tracker,
+                workdir=workdir,
+                device=device,
+                log=lambda _: None,
+            )
+        outcome = execute_run(
+            run,
+            tracker=tracker,
+            workdir=workdir,
+            device=device,
+            teacher=teacher,
+            stop_requested=lambda: stop.requested,
+        )
+    except Exception as exc:  # reported to the parent, which records the cell as failed
+        outcome = Outcome(FAILED, None, {}, f"{type(exc).__name__}: {exc}".splitlines()[0])
+    results.put(outcome)
+
+
+def _execute_isolated(run: RunSpec, *, tracker, workdir: Path, device, stop) -> Outcome:
+    """The cell in a fresh process: a device error or leaked state cannot touch the next cell."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(
+        target=_isolated_child,
+        args=(run, run.teacher, tracker.address(), Path(workdir), str(device), results),
+    )
+    child.start()
+    stop.child = child
+    try:
+        while child.is_alive() or not results.empty():
+            try:
+                return results.get(timeout=1.0)
+            except queue.Empty:
+                continue
+    finally:
+        child.join()
+        stop.child = None
+    return Outcome(FAILED, None, {}, f"worker process died (exit code {child.exitcode})")
 
 
 def run_matrix(
@@ -94,22 +173,23 @@ def run_matrix(
     device,
     retry_failed: bool = False,
     shard=None,
+    isolate: bool = False,
     log: Callable[[str], None] = tqdm.write,
 ) -> Summary:
     summary = Summary()
     cells = plan(matrix, tracker, workdir, shard)
-    runnable = {TO_RUN, RESUME} | ({FAILED_STATE} if retry_failed else set())
+    runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
     for cell in cells:
         if cell.state == DONE:
             summary.skipped.append(cell.run.name)
+        elif cell.state == BLOCKED and not retry_failed:
+            summary.blocked.append((cell.run.name, "teacher failed (rerun with --retry-failed)"))
         elif cell.state == FAILED_STATE and not retry_failed:
             record = tracker.find(cell.run.run_key)
-            summary.failed.append(
-                (
-                    cell.run.name,
-                    record.tags.get("failure_reason", "failed") + " (rerun with --retry-failed)",
-                )
-            )
+            reason = record.tags.get("failure_reason", "failed")
+            if "failure_epoch" in record.tags:
+                reason = f"epoch {record.tags['failure_epoch']}: {reason}"
+            summary.failed.append((cell.run.name, reason + " (rerun with --retry-failed)"))
     todo = [c for c in cells if c.state in runnable]
     if not todo:
         log(
@@ -133,59 +213,102 @@ def run_matrix(
             except TeacherFailed as exc:
                 teachers[spec] = exc
         bar = tqdm(
-            total=len(todo), desc=f"{matrix.name}", unit="cell", dynamic_ncols=True, disable=None
-        )  # no bar when stderr is not a terminal (CI logs)
+            total=len(todo), desc=matrix.name, unit="cell", dynamic_ncols=True, disable=None
+        )  # no bars when stderr is not a terminal (CI logs)
         for cell in todo:
             run = cell.run
+            bar.update(0)
+            if stop.requested:
+                summary.interrupted.append(run.name)
+                continue
             teacher = teachers.get(run.teacher) if run.teacher else None
             if isinstance(teacher, TeacherFailed):
                 summary.blocked.append((run.name, f"teacher failed: {teacher}"))
                 bar.update(1)
                 continue
-            if stop.requested:
-                summary.interrupted.append(run.name)
+            claim = _claim(workdir, run)
+            if claim is None:
+                log(f"{run.name}: claimed by another worker, skipped")
+                summary.claimed.append(run.name)
+                bar.update(1)
                 continue
-            bar.set_postfix_str(run.name)
-
-            def epoch_line(epoch, metrics, run=run):
-                bar.set_postfix_str(
-                    f"{run.name} ep {epoch}/{run.recipe.epochs} loss {metrics['train/loss']:.3f} "
-                    f"top1 {metrics['test/top1']:.1f} {metrics['img_per_s']:.0f} img/s"
-                )
-
             try:
-                outcome = execute_run(
+                outcome = _execute_cell(
                     run,
+                    teacher,
                     tracker=tracker,
                     workdir=workdir,
                     device=device,
-                    teacher=teacher,
-                    on_epoch_done=epoch_line,
-                    stop_requested=lambda: stop.requested,
+                    stop=stop,
+                    isolate=isolate,
                 )
             except RefusedResume as exc:
                 summary.failed.append((run.name, str(exc)))
                 bar.update(1)
                 continue
-            if outcome.resumed_from:
-                log(
-                    f"{run.name}: resumed from epoch {outcome.resumed_from} "
-                    f"(run {outcome.run_id[:8]})"
-                )
-            if outcome.status == FINISHED:
-                summary.trained.append(run.name)
-                log(
-                    f"{run.name}: last top-1 {outcome.metrics['last_top1']:.2f}, "
-                    f"best {outcome.metrics['best_top1']:.2f}"
-                )
-            elif outcome.status == FAILED:
-                summary.failed.append((run.name, outcome.reason))
-                log(f"{run.name}: FAILED ({outcome.reason})")
-            else:
-                summary.interrupted.append(run.name)
-                log(f"{run.name}: interrupted; rerun the same command to resume")
+            finally:
+                claim.close()
+            _record(outcome, run, summary, log)
             bar.update(1)
         bar.close()
     finally:
         restore()
     return summary
+
+
+def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate) -> Outcome:
+    if isolate:
+        return _execute_isolated(run, tracker=tracker, workdir=workdir, device=device, stop=stop)
+    run_bar = tqdm(
+        total=run.recipe.epochs,
+        desc=run.name,
+        unit="epoch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=None,
+    )
+
+    def on_progress(progress):
+        run_bar.set_postfix_str(f"step {progress.step}/{progress.steps} loss {progress.loss:.3f}")
+
+    def on_epoch(epoch, metrics):
+        run_bar.n = epoch
+        run_bar.set_postfix_str(
+            f"loss {metrics['train/loss']:.3f} top1 {metrics['test/top1']:.1f} "
+            f"{metrics['img_per_s']:.0f} img/s"
+        )
+        run_bar.refresh()
+
+    try:
+        return execute_run(
+            run,
+            tracker=tracker,
+            workdir=workdir,
+            device=device,
+            teacher=teacher,
+            on_epoch_done=on_epoch,
+            on_progress=on_progress,
+            stop_requested=lambda: stop.requested,
+        )
+    finally:
+        run_bar.close()
+
+
+def _record(outcome: Outcome, run: RunSpec, summary: Summary, log) -> None:
+    if outcome.resumed_from:
+        log(
+            f"{run.name}: resumed from the checkpoint of epoch {outcome.resumed_from - 1} "
+            f"(run {outcome.run_id[:8]}, {outcome.epochs_trained} epochs trained now)"
+        )
+    if outcome.status == FINISHED:
+        summary.trained.append(run.name)
+        log(
+            f"{run.name}: last top-1 {outcome.metrics['last_top1']:.2f}, "
+            f"best {outcome.metrics['best_top1']:.2f}"
+        )
+    elif outcome.status == FAILED:
+        summary.failed.append((run.name, outcome.reason))
+        log(f"{run.name}: FAILED ({outcome.reason})")
+    else:
+        summary.interrupted.append(run.name)
+        log(f"{run.name}: interrupted; rerun the same command to resume")

@@ -61,6 +61,9 @@ class MlflowTracker:
     def describe(self) -> str:
         return self.uri
 
+    def address(self) -> tuple[str, str, str]:
+        return ("mlflow", str(self.workdir), self.uri)
+
     def _record(self, run) -> RunRecord:
         return RunRecord(
             run.info.run_id,
@@ -124,6 +127,9 @@ class JsonLinesTracker:
 
     def describe(self) -> str:
         return str(self.path)
+
+    def address(self) -> tuple[str, str, str]:
+        return ("none", str(self.workdir), "")
 
     def _append(self, event: dict) -> None:
         with open(self.path, "a") as f:
@@ -209,6 +215,14 @@ class JsonLinesTracker:
 
 
 Tracker = MlflowTracker | JsonLinesTracker
+
+
+def reconnect(address: tuple[str, str, str]) -> Tracker:
+    """The same store from another process (see `address()`)."""
+    kind, workdir, uri = address
+    if kind == "mlflow":
+        return MlflowTracker(Path(workdir), uri)
+    return JsonLinesTracker(Path(workdir))
 
 
 def open_tracker(kind: str, workdir: Path) -> Tracker:

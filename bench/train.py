@@ -88,7 +88,7 @@ def train_epochs(
     on_progress: Callable[[Progress], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Train epochs start_epoch..recipe.epochs; returns the last completed epoch."""
+    """Train epochs start_epoch..recipe.epochs; returns the last completed (committed) epoch."""
     if teacher is not None:
         teacher.eval()
     steps = len(loaders.train)
@@ -124,6 +124,10 @@ def train_epochs(
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
             if on_progress is not None and step % PROGRESS_EVERY == 0:
                 on_progress(Progress(epoch, step, steps, sums["loss"].item() / seen))
+            if stop_requested():
+                # the partial epoch is dropped: the last committed checkpoint is the resume point,
+                # and replaying the epoch from it gives the same result bitwise
+                return last
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - started

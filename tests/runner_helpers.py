@@ -1,0 +1,53 @@
+"""A tiny matrix and helpers to run it in-process or as `python -m bench` subprocesses."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench.tracking import MlflowTracker
+
+TINY = """\
+name: tiny
+data:
+  dataset: synthetic
+  synthetic: {{classes: 4, train_per_class: 24, test_per_class: 6, seed: 3}}
+recipe: {{epochs: 3, batch_size: 16, lr: 0.05, milestones: [2]}}
+teacher: {{recipe: {{epochs: 1}}}}
+pairs: [{{teacher: resnet8, student: resnet8}}]
+methods: {methods}
+seeds: {seeds}
+"""
+
+
+def write_tiny(folder: Path, methods: str = "[ce, kd]", seeds: int = 1) -> Path:
+    path = Path(folder) / "tiny.yaml"
+    path.write_text(TINY.format(methods=methods, seeds=seeds))
+    return path
+
+
+def bench_cli(args, workdir: Path, fault: str | None = None, env: dict | None = None,
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("KDBENCH_FAULT",)}
+    full_env.update(env or {})
+    if fault:
+        full_env["KDBENCH_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "bench", *args, "--workdir", str(workdir)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def runs_by_label(workdir: Path, uri: str | None = None) -> dict:
+    tracker = MlflowTracker(workdir, uri)
+    return {(r.tags["role"], r.tags.get("method_label"), r.tags.get("seed")): r
+            for r in tracker.search()}
+
+
+def weights_of(workdir: Path, record) -> dict:
+    path = Path(workdir) / "weights" / f"{record.tags['run_key']}.pt"
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
