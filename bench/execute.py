@@ -26,7 +26,7 @@ from bench.errors import BenchError, RunFailed
 from bench.keys import canonical_json
 from bench.spec import RunSpec
 from bench.tracking import FAILED, FINISHED, KILLED, RUNNING
-from bench.train import build_optimizer, train_epochs
+from bench.train import TeacherForward, build_optimizer, train_epochs
 
 
 @dataclass
@@ -121,6 +121,36 @@ def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[st
     }
 
 
+_CACHES: dict[str, object] = {}
+
+
+def _teacher_logits(run: RunSpec, teacher: LoadedTeacher | None, loaders, device, workdir: Path):
+    """The teacher forward per batch, or lookups in the exact teacher-logit cache."""
+    if teacher is None:
+        return None
+    if run.execution.teacher_cache == "none":
+        return TeacherForward(teacher.model)
+    from bench import teacher_cache
+    from bench.data.datasets import load_cifar
+
+    key = f"{teacher.sha256}:{run.data_hash}:{run.execution.teacher_cache}:{device}"
+    if key not in _CACHES:
+        splits = load_cifar(run.data, workdir)
+        _CACHES.clear()  # one cache in memory at a time: CIFAR-100's is 1.6 GB
+        _CACHES[key] = teacher_cache.load_or_build(
+            teacher.model,
+            teacher_sha=teacher.sha256,
+            data_hash=run.data_hash,
+            images=splits.train_images,
+            file_index=splits.train_index,
+            dtype=run.execution.teacher_cache,
+            device=device,
+            workdir=workdir,
+            precision=run.execution.precision,
+        )
+    return teacher_cache.CachedTeacher(_CACHES[key], run.seed, run.data.augment)
+
+
 def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role: str) -> str:
     """A new tracker run, or the orphan a killed worker left before its first checkpoint.
 
@@ -200,7 +230,7 @@ def execute_run(
     nan_epoch = faults.nan_from_epoch(run.name)
     loss_fn = _NanInjection(method, nan_epoch) if nan_epoch is not None else method
     optimizer = build_optimizer(student, run.recipe, device)
-    teacher_model = teacher.model if teacher is not None else None
+    teacher_logits = _teacher_logits(run, teacher, loaders, device, workdir)
     teacher_sha = teacher.sha256 if teacher is not None else None
 
     ckpt_file = checkpoint_path(workdir, run)
@@ -259,7 +289,7 @@ def execute_run(
         last_epoch = train_epochs(
             student,
             loss_fn,
-            teacher_model,
+            teacher_logits,
             loaders,
             run.recipe,
             optimizer,

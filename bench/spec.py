@@ -470,6 +470,7 @@ def load_matrix(
     seeds: int | None = None,
     subset_per_class: int | None = None,
     device: str = "cpu",
+    teacher_cache: str = "none",
     workdir: Path | None = None,
     data_hash: str | None = None,
 ) -> Matrix:
@@ -480,7 +481,14 @@ def load_matrix(
         raw["seeds"] = seeds
     if subset_per_class is not None:
         raw.setdefault("data", {})["subset_per_class"] = subset_per_class
-    return build_matrix(raw, source, device=device, workdir=workdir, data_hash=data_hash)
+    return build_matrix(
+        raw,
+        source,
+        device=device,
+        teacher_cache=teacher_cache,
+        workdir=workdir,
+        data_hash=data_hash,
+    )
 
 
 def build_matrix(
@@ -488,6 +496,7 @@ def build_matrix(
     source: str,
     *,
     device: str = "cpu",
+    teacher_cache: str = "none",
     workdir: Path | None = None,
     data_hash: str | None = None,
 ) -> Matrix:
@@ -561,7 +570,14 @@ def build_matrix(
         )
 
     precision = "bf16" if device == "cuda" else "fp32"
-    execution = Execution(device=device, precision=precision)
+    if teacher_cache not in ("none", "float16", "float32"):
+        raise SpecError(f"--teacher-cache '{teacher_cache}': expected none, float16 or float32")
+    if teacher_cache != "none" and data.resolution != 32:
+        raise SpecError(
+            f"--teacher-cache: {data.dataset} has no finite set of train variants; "
+            "the cache is for CIFAR-size data"
+        )
+    execution = Execution(device=device, precision=precision, teacher_cache=teacher_cache)
     runs: dict[str, RunSpec] = {}
     for teacher_arch, student, pair in pairs:
         pair_label = f"{teacher_arch}:{student}"

@@ -29,6 +29,17 @@ class Progress:
     loss: float
 
 
+class TeacherForward:
+    """The teacher run on every batch (frozen, eval mode, no graph): (images, indices, epoch)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model.eval()
+
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(images)
+
+
 def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
     options = {"foreach": True} if device.type == "cuda" else {}
     return torch.optim.SGD(
@@ -73,10 +84,51 @@ def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "f
     }
 
 
+class EpochTotals:
+    """Per-epoch sums kept on the device: read once at the end (no per-step host sync)."""
+
+    def __init__(self, device: torch.device):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.correct = torch.zeros((), device=device, dtype=torch.int64)
+        self.finite = torch.ones((), device=device, dtype=torch.bool)
+
+    @torch.no_grad()
+    def add(self, terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor):
+        batch = labels.numel()
+        self.finite &= torch.isfinite(terms["loss"])
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0) + value.detach().float() * batch
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+
+
+def train_step(
+    student: nn.Module,
+    method: nn.Module,
+    teacher: Callable | None,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+    epoch: int,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimizer step; returns the method's terms and the student logits."""
+    with _autocast(device, precision):
+        logits = student(images)
+        teacher_logits = teacher(images, indices, epoch) if teacher is not None else None
+    terms = method(logits, teacher_logits, labels, epoch)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    return terms, logits
+
+
 def train_epochs(
     student: nn.Module,
     method: nn.Module,
-    teacher: nn.Module | None,
+    teacher: nn.Module | Callable | None,
     loaders,
     recipe: Recipe,
     optimizer: torch.optim.Optimizer,
@@ -89,41 +141,35 @@ def train_epochs(
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> int:
     """Train epochs start_epoch..recipe.epochs; returns the last completed (committed) epoch."""
-    if teacher is not None:
-        teacher.eval()
+    if isinstance(teacher, nn.Module):
+        teacher = TeacherForward(teacher)
     steps = len(loaders.train)
     last = start_epoch - 1
     for epoch in range(start_epoch, recipe.epochs + 1):
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(epoch)
         student.train()
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        finite = torch.ones((), device=device, dtype=torch.bool)
+        totals = EpochTotals(device)
         seen = 0
         started = time.perf_counter()
-        for step, (images, labels, _) in enumerate(loaders.train.epoch(epoch), start=1):
+        for step, (images, labels, indices) in enumerate(loaders.train.epoch(epoch), start=1):
             faults.check("step", epoch, step)
-            with _autocast(device, precision):
-                logits = student(images)
-                teacher_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(images)
-            terms = method(logits, teacher_logits, labels, epoch)
-            loss = terms["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch = labels.numel()
-            seen += batch
-            with torch.no_grad():
-                finite &= torch.isfinite(loss)
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0) + value.detach().float() * batch
-                correct += (logits.detach().argmax(dim=1) == labels).sum()
+            terms, logits = train_step(
+                student,
+                method,
+                teacher,
+                optimizer,
+                images,
+                labels,
+                indices,
+                epoch,
+                device=device,
+                precision=precision,
+            )
+            seen += labels.numel()
+            totals.add(terms, logits, labels)
             if on_progress is not None and step % PROGRESS_EVERY == 0:
-                on_progress(Progress(epoch, step, steps, sums["loss"].item() / seen))
+                on_progress(Progress(epoch, step, steps, totals.sums["loss"].item() / seen))
             if stop_requested():
                 # the partial epoch is dropped: the last committed checkpoint is the resume point,
                 # and replaying the epoch from it gives the same result bitwise
@@ -131,10 +177,10 @@ def train_epochs(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - started
-        if not bool(finite):
+        if not bool(totals.finite):
             raise RunFailed("non-finite loss (NaN or inf)", epoch)
-        metrics = {f"train/{name}": (value / seen).item() for name, value in sums.items()}
-        metrics["train/top1"] = 100.0 * correct.item() / seen
+        metrics = {f"train/{name}": (value / seen).item() for name, value in totals.sums.items()}
+        metrics["train/top1"] = 100.0 * totals.correct.item() / seen
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         metrics["img_per_s"] = seen / max(elapsed, 1e-9)
         test = evaluate(student, loaders.test, device, precision)
