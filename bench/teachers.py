@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -50,18 +51,23 @@ def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
         top1 = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]
         scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
         scores[key] = top1
-        tmp = scores_file.with_suffix(".tmp")
+        scores_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = scores_file.with_suffix(f".tmp-{os.getpid()}")
         tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
         tmp.replace(scores_file)
     return float(scores[key])
 
 
-def _load(arch: str, path: Path, num_classes: int, device) -> tuple[torch.nn.Module, str]:
+def _load(arch: str, path: Path | None, num_classes: int, device) -> tuple[torch.nn.Module, str]:
+    """A frozen teacher from a file, or (path None) from its published pretrained weights."""
     model = model_zoo.create(arch, num_classes=num_classes)
     try:
-        sha = model_zoo.load_checkpoint(model, path)
-    except model_zoo.CheckpointError as exc:
-        raise TeacherFailed(str(exc)) from None
+        if path is None:
+            sha = model_zoo.load_pretrained(arch, model)
+        else:
+            sha = model_zoo.load_checkpoint(model, path)
+    except (model_zoo.CheckpointError, OSError) as exc:
+        raise TeacherFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -81,14 +87,15 @@ def prepare_teacher(
 ) -> LoadedTeacher:
     run = teacher_run(teacher, student_run)
     num_classes = loaders_for(run, device, workdir).num_classes
-    if teacher.checkpoint:
-        model, sha = _load(teacher.arch, Path(teacher.checkpoint).expanduser(), num_classes, device)
+    if teacher.checkpoint or teacher.pretrained:
+        path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
+        model, sha = _load(teacher.arch, path, num_classes, device)
         top1 = _rescore(model, run, sha, device, workdir)
         key = short_hash({"teacher_file": sha, "data": run.data_hash})
         if tracker.find(key) is None:
             run_id = tracker.start(
                 f"teacher {teacher.arch} (file)",
-                {"checkpoint": teacher.checkpoint, "sha256": sha},
+                {"checkpoint": teacher.checkpoint or teacher.pretrained, "sha256": sha},
                 {
                     "run_key": key,
                     "role": "teacher",
@@ -100,7 +107,8 @@ def prepare_teacher(
             tracker.log_metrics(run_id, {"teacher_top1": top1, "last_top1": top1}, step=0)
             tracker.finish(run_id, FINISHED)
         log(
-            f"teacher {teacher.arch}: loaded {teacher.checkpoint} (sha256 {sha[:12]}), "
+            f"teacher {teacher.arch}: loaded {teacher.checkpoint or teacher.pretrained} "
+            f"(sha256 {sha[:12]}), "
             f"re-scored top-1 {top1:.2f}"
         )
         return LoadedTeacher(teacher.arch, model, sha, top1)
