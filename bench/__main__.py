@@ -59,7 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(glob on the run name, or a cell_key/run_key)",
     )
     run.add_argument("--retry-failed", action="store_true", help="rerun cells that failed")
+    run.add_argument(
+        "--isolate", action="store_true", help="run each cell in its own process (for CUDA)"
+    )
     run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
+    run.add_argument(
+        "--teacher-cache", choices=["none", "float16", "float32"], default="none",
+        help="CIFAR: look teacher logits up in a cache of all 162 augmentation variants per "
+        "image, computed once per teacher (part of run_key)",
+    )
 
     report = sub.add_parser("report", help="write the comparison report of a matrix")
     _matrix_options(report)
@@ -70,6 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
         default="last",
         help="primary number: last-epoch or best-epoch top-1",
     )
+    report.add_argument(
+        "--format",
+        choices=["md", "html", "latex"],
+        default="md",
+        help="README.md always; html adds README.html, latex adds tables.tex",
+    )
+
+    perf = sub.add_parser("perf", help="measure training speed against a naive loop")
+    perf.add_argument("--pair", default="resnet56:resnet20", help="TEACHER:STUDENT")
+    perf.add_argument("--method", default="dkd")
+    perf.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    perf.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    perf.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
+    perf.add_argument("--batch-size", type=int, default=64)
+    perf.add_argument("--classes", type=int, default=100, help="classes of the generated data")
+    perf.add_argument("--per-class", type=int, default=20, help="train images per class")
+    perf.add_argument("--backends", default="torch,gpu,ffcv", help="comma-separated")
+    perf.add_argument("--compile", action="store_true", help="also time torch.compile")
+    perf.add_argument("--losses", action="store_true", help="time the loss methods only")
+    perf.add_argument("--data", action="store_true", help="time the data backends only")
+    perf.add_argument("--json", help="write the results here (default: print only)")
+    perf.add_argument("--workdir")
+
+    data = sub.add_parser("data", help="prepare datasets: download/generate, write FFCV .beton")
+    data.add_argument("action", choices=["prepare"])
+    data.add_argument("dataset", nargs="?", help="cifar100, synthetic, imagenet or imagefolder "
+                      "(prepared for the ffcv backend); default: the data of --matrix")
+    data.add_argument("--root", help="where the dataset is (default: under the workdir)")
+    data.add_argument("--backend", default="ffcv", choices=["torch", "gpu", "ffcv"])
+    data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")
+    data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    data.add_argument("--workdir")
 
     listing = sub.add_parser("list", help="list models, methods or matrices")
     listing.add_argument("what", choices=["models", "methods", "matrices"])

@@ -29,9 +29,10 @@ def _matrix(args: argparse.Namespace, device: torch.device) -> Matrix:
     return load_matrix(
         args.matrix,
         overrides=args.overrides,
-        seeds=args.seeds,
-        subset_per_class=args.subset_per_class,
+        seeds=getattr(args, "seeds", None),
+        subset_per_class=getattr(args, "subset_per_class", None),
         device=device.type,
+        teacher_cache=getattr(args, "teacher_cache", "none"),
         workdir=resolve_workdir(args.workdir),
     )
 
@@ -79,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     summary = runner.run_matrix(
         matrix,
+        isolate=args.isolate,
         tracker=tracker,
         workdir=workdir,
         device=device,
@@ -88,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"done: {len(summary.trained)} trained, {len(summary.skipped)} already finished, "
         f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, "
-        f"{len(summary.interrupted)} interrupted"
+        f"{len(summary.interrupted)} interrupted, {len(summary.claimed)} claimed elsewhere"
     )
     for name, reason in summary.failed + summary.blocked:
         print(f"  FAILED {name}: {reason}")
@@ -98,15 +100,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import write_report
+    from bench.report import load_report_matrix, report_files, write_report
+    from bench.spec import read_matrix_yaml
     from bench.tracking import open_tracker
 
+    read_matrix_yaml(args.matrix)  # an unknown matrix fails here, before the store is opened
     workdir = resolve_workdir(args.workdir)
-    matrix = _matrix(args, torch.device("cpu"))
     tracker = open_tracker(args.tracking, workdir)
+    records = tracker.search()
+    matrix = load_report_matrix(
+        args.matrix,
+        records,
+        store=tracker.describe(),
+        overrides=args.overrides,
+        seeds=args.seeds,
+        subset_per_class=args.subset_per_class,
+        workdir=workdir,
+    )
     out = Path(args.out) if args.out else REPORTS / matrix.name
-    readme = write_report(matrix, tracker, out, metric=args.metric)
-    print(f"wrote {readme} and {out / 'runs.csv'}")
+    fmt = getattr(args, "format", "md")
+    write_report(matrix, tracker, out, metric=args.metric, fmt=fmt, records=records)
+    plots = sorted((out / "plots").glob("*.png"))
+    written = ", ".join(str(p) for p in report_files(out, fmt))
+    print(f"wrote {written} and {len(plots)} plots in {out / 'plots'}")
     return 0
 
 
@@ -137,4 +153,24 @@ def cmd_list(args: argparse.Namespace) -> int:
                 ]
             )
         print(tabulate(rows, headers=["model", "input px", "params (M)", "MFLOPs"]))
+    return 0
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from bench.perf import run_perf
+
+    return run_perf(args, _device(args.device), resolve_workdir(args.workdir))
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data.prepare import prepare
+
+    if args.dataset:
+        from bench.spec import DataSpec, validate_data
+
+        data = validate_data(DataSpec(dataset=args.dataset, root=args.root, backend=args.backend))
+    else:
+        data = _matrix(args, torch.device("cpu")).data
+    for path in prepare(data, resolve_workdir(args.workdir)):
+        print(f"ready: {path}")
     return 0

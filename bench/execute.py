@@ -148,7 +148,7 @@ def _teacher_logits(run: RunSpec, teacher: LoadedTeacher | None, loaders, device
             workdir=workdir,
             precision=run.execution.precision,
         )
-    return teacher_cache.CachedTeacher(_CACHES[key], run.seed, run.data.augment)
+    return teacher_cache.CachedTeacher(_CACHES[key], loaders.variants)
 
 
 def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role: str) -> str:

@@ -333,7 +333,7 @@ def _validate_recipe(recipe: Recipe, where: str) -> Recipe:
     return recipe
 
 
-def _validate_data(data: DataSpec) -> DataSpec:
+def validate_data(data: DataSpec) -> DataSpec:
     if data.dataset not in DATASET_RESOLUTION:
         raise SpecError(
             f"data.dataset: unknown dataset '{data.dataset}'; "
@@ -505,7 +505,7 @@ def build_matrix(
         if key not in raw:
             raise SpecError(f"matrix.{key}: missing field")
     name = _coerce(raw["name"], str, "name")
-    data = _validate_data(_build_dataclass(DataSpec, raw.get("data") or {}, DataSpec(), "data"))
+    data = validate_data(_build_dataclass(DataSpec, raw.get("data") or {}, DataSpec(), "data"))
     recipe = _validate_recipe(
         _build_dataclass(Recipe, raw.get("recipe") or {}, Recipe(), "recipe"), "recipe"
     )

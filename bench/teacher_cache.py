@@ -21,7 +21,6 @@ from bench.data.augment import (
     CIFAR100_STD,
     CROP_POSITIONS,
     PAD,
-    augment_params,
     crop_flip,
     normalize,
 )
@@ -108,17 +107,16 @@ class TeacherLogitCache:
 
 
 class CachedTeacher:
-    """Drop-in for the teacher forward in the train loop: (images, indices, epoch) -> logits."""
+    """Drop-in for the teacher forward in the train loop: (images, indices, epoch) -> logits.
 
-    def __init__(self, cache: TeacherLogitCache, seed: int, augment: bool):
-        self.cache, self.seed, self.augment = cache, seed, augment
+    `variants(epoch, indices)` gives the (dx, dy, flip) each sample received: `Loaders.variants`.
+    """
+
+    def __init__(self, cache: TeacherLogitCache, variants):
+        self.cache, self.variants = cache, variants
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        if self.augment:
-            dx, dy, flip = augment_params(self.seed, epoch, indices)
-        else:
-            dx = dy = torch.full_like(indices, PAD)
-            flip = torch.zeros_like(indices, dtype=torch.bool)
+        dx, dy, flip = self.variants(epoch, indices)
         return self.cache.lookup(indices, dx, dy, flip).to(images.device)
 
 

@@ -46,6 +46,7 @@ class MlflowTracker:
             or (f"sqlite:///{self.workdir / 'mlflow.db'}")
         )
         self._mlflow = mlflow
+        self._analyzed = False
         self.client = MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
@@ -116,6 +117,24 @@ class MlflowTracker:
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def histories(self, run_ids: list[str], key: str) -> dict[str, list[tuple[int, float]]]:
+        self._analyze_sqlite()
+        return {run_id: self.history(run_id, key) for run_id in run_ids}
+
+    def _analyze_sqlite(self) -> None:
+        """Give sqlite's planner statistics once per tracker: without them MLflow's per-run
+        metric-history query scans every stored value of the key (31 s vs 3 s at 1,000 runs)."""
+        if self._analyzed or not self.uri.startswith("sqlite:///"):
+            return
+        import sqlite3
+
+        self._analyzed = True
+        try:
+            with sqlite3.connect(self.uri.removeprefix("sqlite:///").split("?", 1)[0]) as db:
+                db.execute("ANALYZE")
+        except sqlite3.Error:
+            pass  # statistics are an optimisation only
 
 
 class JsonLinesTracker:
@@ -212,6 +231,10 @@ class JsonLinesTracker:
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         _, histories = self._replay()
         return sorted(histories.get(run_id, {}).get(key, []))
+
+    def histories(self, run_ids: list[str], key: str) -> dict[str, list[tuple[int, float]]]:
+        _, histories = self._replay()  # the file is replayed once, not once per run
+        return {run_id: sorted(histories.get(run_id, {}).get(key, [])) for run_id in run_ids}
 
 
 Tracker = MlflowTracker | JsonLinesTracker

@@ -41,7 +41,8 @@ class TeacherForward:
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
-    options = {"foreach": True} if device.type == "cuda" else {}
+    # fused on CUDA (one kernel for all parameters); CPU keeps the reference implementation
+    options = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,

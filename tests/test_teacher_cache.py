@@ -7,8 +7,7 @@ from torch import nn
 
 import methods
 import model_zoo
-from bench.data import synthetic
-from bench.data.augment import CIFAR100_MEAN, CIFAR100_STD, augment_batch
+from bench.data.augment import CIFAR100_MEAN, CIFAR100_STD, augment_batch, augment_params
 from bench.data.datasets import load_cifar
 from bench.spec import DataSpec
 from bench.teacher_cache import (
@@ -47,7 +46,7 @@ def test_cached_logits_equal_a_fresh_forward(splits, tmp_path):
                           images=data.train_images, file_index=data.train_index,
                           dtype="float32", device=torch.device("cpu"), workdir=tmp_path,
                           log=lambda _: None)
-    cached = CachedTeacher(cache, seed=11, augment=True)
+    cached = CachedTeacher(cache, lambda epoch, i: augment_params(11, epoch, i))
     generator = torch.Generator().manual_seed(1)
     for epoch in (1, 2, 7):
         positions = torch.randint(len(data.train_index), (8,), generator=generator)

@@ -29,6 +29,7 @@ class CifarSplits:
     num_classes: int
     content_hash: str
     root: Path
+    test_index: torch.Tensor | None = None  # int64 [M], index of each sample in the test file
 
 
 def default_root(data, workdir: Path) -> Path:
@@ -44,9 +45,16 @@ def synthetic_config(data) -> synthetic.SyntheticConfig:
 
 
 def content_hash(root: Path, dataset: str) -> str:
-    """sha256 over the split files: two datasets with the same bytes get the same cells."""
+    """sha256 over the split files: two datasets with the same bytes get the same cells.
+
+    Image folders hash their sorted file list with sizes instead (cheap for ImageNet's 1.3M files).
+    """
+    if dataset in IMAGE_FOLDER_DATASETS:
+        from bench.data.imagefolder import folder_hash
+
+        return folder_hash(root)
     if dataset not in CIFAR_DATASETS:
-        raise SpecError(f"content hash of dataset '{dataset}' needs an image-folder index")
+        raise SpecError(f"content hash: unknown dataset '{dataset}'; valid: {', '.join(DATASETS)}")
     digest = hashlib.sha256()
     for name in ("train", "test", "meta"):
         path = cifar.split_files(root)[name]
@@ -90,14 +98,19 @@ def load_cifar(data, workdir: Path) -> CifarSplits:
         num_classes=train.num_classes,
         content_hash=content_hash(root, data.dataset),
         root=root,
+        test_index=torch.from_numpy(test_keep.astype(np.int64)),
     )
 
 
 def dataset_hash(data, workdir: Path) -> str:
     """The content hash that enters cell keys (data is generated or downloaded if needed)."""
+    if data.dataset in IMAGE_FOLDER_DATASETS:
+        from bench.data.imagefolder import check_folder
+
+        return content_hash(check_folder(default_root(data, workdir)), data.dataset)
     if data.dataset not in CIFAR_DATASETS:
         raise SpecError(
             f"data.dataset '{data.dataset}': no loader in this version of kdbench; "
-            f"expected one of {', '.join(CIFAR_DATASETS)}"
+            f"expected one of {', '.join(DATASETS)}"
         )
     return content_hash(ensure_cifar(data, workdir), data.dataset)

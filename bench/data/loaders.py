@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from bench.data.augment import augment_params
-from bench.data.datasets import load_cifar
+from bench.data.augment import PAD, augment_params
+from bench.data.datasets import CIFAR_DATASETS, DATASETS, IMAGE_FOLDER_DATASETS, load_cifar
 from bench.errors import SpecError
 
 BACKENDS = ("torch", "gpu", "ffcv")
@@ -24,9 +24,13 @@ class Loaders:
     num_classes: int
     content_hash: str
     seed: int
+    augment: bool = True
 
     def variants(self, epoch: int, indices: torch.Tensor):
         """The (dx, dy, flip) each sample of a train batch received (teacher-logit cache)."""
+        if not self.augment:
+            centre = torch.full_like(indices, PAD)
+            return centre, centre.clone(), torch.zeros_like(indices, dtype=torch.bool)
         return augment_params(self.seed, epoch, indices)
 
 
@@ -40,9 +44,24 @@ def make_loaders(
     test_batch_size: int | None = None,
 ) -> Loaders:
     test_batch_size = test_batch_size or batch_size
-    if data.dataset not in ("cifar100", "synthetic"):
+    if data.backend not in BACKENDS:
         raise SpecError(
-            f"data.dataset '{data.dataset}' has no loader yet; expected cifar100 or synthetic"
+            f"data.backend '{data.backend}' is not available; expected one of {BACKENDS}"
+        )
+    if data.dataset in IMAGE_FOLDER_DATASETS:
+        from bench.data.imagefolder import make_imagefolder_loaders
+
+        return make_imagefolder_loaders(
+            data,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            seed=seed,
+            device=device,
+            workdir=Path(workdir),
+        )
+    if data.dataset not in CIFAR_DATASETS:
+        raise SpecError(
+            f"data.dataset '{data.dataset}' has no loader; expected one of {', '.join(DATASETS)}"
         )
     splits = load_cifar(data, workdir)
     if data.backend == "torch":
@@ -57,8 +76,29 @@ def make_loaders(
             num_workers=data.num_workers,
             device=device,
         )
-    else:
-        raise SpecError(
-            f"data.backend '{data.backend}' is not available; expected one of {BACKENDS}"
+    elif data.backend == "gpu":
+        from bench.data.gpu_backend import make_gpu_loaders
+
+        train, test = make_gpu_loaders(
+            splits,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            seed=seed,
+            augment=data.augment,
+            device=device,
         )
-    return Loaders(train, test, splits.num_classes, splits.content_hash, seed)
+    else:
+        from bench.data.ffcv_backend import make_ffcv_loaders
+
+        train, test = make_ffcv_loaders(
+            splits,
+            workdir=Path(workdir),
+            dataset=data.dataset,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            seed=seed,
+            augment=data.augment,
+            num_workers=data.num_workers,
+            device=device,
+        )
+    return Loaders(train, test, splits.num_classes, splits.content_hash, seed, data.augment)

@@ -54,23 +54,23 @@ class _EpochBatches(Sampler):
             yield [(int(i), self.epoch) for i in order[start : start + self.batch_size]]
 
 
-class TorchLoader:
-    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
+class SampleLoader:
+    """Batches of one epoch from a Dataset keyed by (position, epoch), through a DataLoader.
+
+    The train order is `epoch_order(seed, epoch, n)`; the test order is the file order.
+    """
 
     def __init__(
         self,
-        images,
-        labels,
-        file_index,
+        samples: Dataset,
         *,
         batch_size: int,
         seed: int,
         train: bool,
-        augment: bool,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
     ):
-        self.samples = _CifarSamples(images, labels, file_index, seed, augment and train)
+        self.samples = samples
         self.batch_size, self.seed, self.train = batch_size, seed, train
         self.num_workers = num_workers
         self.device = torch.device(device)
@@ -97,6 +97,32 @@ class TorchLoader:
                 labels.to(self.device, non_blocking=non_blocking),
                 indices.to(self.device, non_blocking=non_blocking),
             )
+
+
+class TorchLoader(SampleLoader):
+    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
+
+    def __init__(
+        self,
+        images,
+        labels,
+        file_index,
+        *,
+        batch_size: int,
+        seed: int,
+        train: bool,
+        augment: bool,
+        num_workers: int = 0,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(
+            _CifarSamples(images, labels, file_index, seed, augment and train),
+            batch_size=batch_size,
+            seed=seed,
+            train=train,
+            num_workers=num_workers,
+            device=device,
+        )
 
 
 def make_torch_loaders(

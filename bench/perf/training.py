@@ -179,7 +179,7 @@ def measure_kdbench(setup: PerfSetup, backend: str, *, channels_last: bool = Fal
                               file_index=splits.train_index, dtype=cache, device=device,
                               workdir=setup.workdir, precision=precision, log=lambda _: None)
         setup_s = time.perf_counter() - started
-        teacher = CachedTeacher(table, 0, True)
+        teacher = CachedTeacher(table, loaders.variants)
     forward = student
     if compile_model:
         started = time.perf_counter()

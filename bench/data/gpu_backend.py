@@ -1,0 +1,95 @@
+"""Backend `gpu` (CIFAR-size data only): the uint8 splits live on the device, batches are slices.
+
+Each epoch visits `epoch_order(seed, epoch, n)` (computed on the device), and the train transform is
+the shared `augment_batch` run as batched tensor ops, so nothing leaves the device. The code is
+device-agnostic: on a CPU it is the same path, which is how the tests check it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.datasets import CifarSplits
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class GpuLoader:
+    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        file_index: torch.Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        train: bool,
+        augment: bool,
+        device: torch.device | str = "cpu",
+    ):
+        self.device = torch.device(device)
+        self.images = images.to(self.device, dtype=torch.uint8).contiguous()
+        self.labels = labels.to(self.device, dtype=torch.int64)
+        self.file_index = file_index.to(self.device, dtype=torch.int64)
+        self.batch_size, self.seed, self.train = batch_size, seed, train
+        self.augment = augment and train
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        n = self.num_samples
+        order = epoch_order(self.seed, epoch, n, device=self.device) if self.train else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                positions = slice(start, start + self.batch_size)
+            else:
+                positions = order[start : start + self.batch_size]
+            images = self.images[positions]
+            indices = self.file_index[positions]
+            if self.augment:
+                out = augment_batch(images, self.seed, epoch, indices)
+            else:
+                out = normalize(images)
+            yield out, self.labels[positions], indices
+
+
+def make_gpu_loaders(
+    splits: CifarSplits,
+    *,
+    batch_size: int,
+    test_batch_size: int,
+    seed: int,
+    augment: bool,
+    device,
+) -> tuple[GpuLoader, GpuLoader]:
+    train = GpuLoader(
+        splits.train_images,
+        splits.train_labels,
+        splits.train_index,
+        batch_size=batch_size,
+        seed=seed,
+        train=True,
+        augment=augment,
+        device=device,
+    )
+    test = GpuLoader(
+        splits.test_images,
+        splits.test_labels,
+        torch.arange(len(splits.test_labels)),
+        batch_size=test_batch_size,
+        seed=seed,
+        train=False,
+        augment=False,
+        device=device,
+    )
+    return train, test

@@ -1,0 +1,53 @@
+"""`bench data prepare`: put on disk, once, everything a DataSpec's backend reads.
+
+CIFAR-format datasets are generated (synthetic) or downloaded (cifar100) and their md5 checked;
+image folders are checked for train/ and val/. The `ffcv` backend also gets its .beton files
+(`<workdir>/ffcv/<content_hash>-{train,test}[...].beton`); a damaged one is written again. Files
+that are already whole are reused, so preparing twice writes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data import cifar
+from bench.data.datasets import (
+    CIFAR_DATASETS,
+    IMAGE_FOLDER_DATASETS,
+    content_hash,
+    default_root,
+    ensure_cifar,
+)
+from bench.errors import SpecError
+
+
+def prepare(data, workdir: Path) -> list[Path]:
+    """Prepare `data` (a DataSpec) under `workdir`; return the files its loaders will read."""
+    workdir = Path(workdir)
+    if data.dataset in CIFAR_DATASETS:
+        root = ensure_cifar(data, workdir)
+        if data.dataset == "cifar100":
+            cifar.verify_md5(root)
+        files = [cifar.split_files(root)[name] for name in ("train", "test", "meta")]
+        if data.backend == "ffcv":
+            from bench.data.ffcv_backend import ensure_cifar_betons
+
+            digest = content_hash(root, data.dataset)
+            betons = ensure_cifar_betons(root, data.dataset, digest, workdir, repair=True)
+            files += list(betons.values())
+        return files
+    if data.dataset in IMAGE_FOLDER_DATASETS:
+        from bench.data.imagefolder import SPLIT_FOLDERS, check_folder
+
+        root = check_folder(default_root(data, workdir))
+        files = [root / folder for folder in SPLIT_FOLDERS.values()]
+        if data.backend == "ffcv":
+            from bench.data.ffcv_backend import ensure_imagefolder_betons
+
+            digest = content_hash(root, data.dataset)
+            files += list(ensure_imagefolder_betons(root, digest, workdir, repair=True).values())
+        return files
+    raise SpecError(
+        f"data.dataset: unknown dataset '{data.dataset}'; "
+        f"valid: {', '.join(CIFAR_DATASETS + IMAGE_FOLDER_DATASETS)}"
+    )

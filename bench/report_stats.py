@@ -1,0 +1,142 @@
+"""Statistics of a report: mean ± sample std over seeds, paired differences with a t interval.
+
+No scipy: the two-sided 95% critical values of Student's t are tabulated for df 1..30 and come
+from the Cornish-Fisher expansion beyond (error < 1e-4 at df 31, shrinking with df).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+# t_{0.975, df}: the two-sided 95% critical value of Student's t, df = 1..30.
+T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+Z975 = 1.959963985
+
+
+def t_critical(df: int) -> float:
+    """Two-sided 95% critical value of Student's t with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"t_critical: expected df >= 1, got {df}")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation (n - 1) and count of values over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """95% t interval of the mean; None below two values."""
+        if self.n < 2:
+            return None
+        half = t_critical(self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+
+def summarize(values: list[float]) -> Summary:
+    n = len(values)
+    if n == 0:
+        return Summary(math.nan, math.nan, 0)
+    return Summary(statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0, n)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Difference a - b over the seeds both have: mean, sample std, n and its 95% t interval.
+
+    mean ± t_{0.975, n-1} · s_d / √n, where s_d is the sample std of the per-seed differences.
+    """
+
+    mean: float
+    std: float
+    n: int
+    seeds: tuple[int, ...]
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        if self.n < 2:
+            return None
+        half = t_critical(self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+    @property
+    def clearly_positive(self) -> bool:
+        """The lower bound of the 95% interval is above zero (needs two common seeds)."""
+        ci = self.ci
+        return ci is not None and ci[0] > 0
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
+    """a - b seed by seed (same seed = same init and data order), over the common seeds."""
+    seeds = tuple(sorted(set(a) & set(b)))
+    s = summarize([a[seed] - b[seed] for seed in seeds])
+    return Paired(s.mean, s.std, s.n, seeds)
+
+
+@dataclass(frozen=True)
+class Lead:
+    """The best method of a row and whether its lead over the runner-up is clear."""
+
+    best: str
+    runner_up: str | None
+    difference: Paired | None
+
+    @property
+    def clear(self) -> bool:
+        return self.difference is not None and self.difference.clearly_positive
+
+
+def lead(values: dict[str, dict[int, float]]) -> Lead | None:
+    """Best and runner-up by mean; clear when best - runner-up (paired) has CI lower bound > 0."""
+    ranked = sorted(
+        ((statistics.fmean(v.values()), label) for label, v in values.items() if v),
+        key=lambda item: -item[0],
+    )
+    if not ranked:
+        return None
+    best = ranked[0][1]
+    if len(ranked) == 1:
+        return Lead(best, None, None)
+    runner_up = ranked[1][1]
+    if ranked[0][0] == ranked[1][0]:
+        return Lead(best, runner_up, None)  # a tie is never a lead
+    return Lead(best, runner_up, paired(values[best], values[runner_up]))
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_summary(s: Summary) -> str:
+    return "—" if s.n == 0 else f"{s.mean:.2f} ± {s.std:.2f} ({s.n})"
+
+
+def fmt_signed(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def fmt_paired(p: Paired | None) -> str:
+    """'+1.23 [+0.45, +2.01] (5)'; without an interval below two common seeds."""
+    if p is None or p.n == 0:
+        return "—"
+    ci = p.ci
+    if ci is None:
+        return f"{fmt_signed(p.mean)} (1, no interval)"
+    return f"{fmt_signed(p.mean)} [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}] ({p.n})"

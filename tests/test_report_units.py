@@ -1,0 +1,171 @@
+"""The report's parts on their own: t values, paired intervals, leads, published-name matching and
+the like-for-like rules, and the CAKD ablation table (through a JSON-lines store)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from bench.execute import run_tags
+from bench.report import write_report
+from bench.report_published import PublishedTable, load_published, not_compared_reason
+from bench.report_stats import fmt_paired, lead, paired, summarize, t_critical
+from bench.spec import DataSpec, build_matrix
+from bench.tracking import FINISHED, JsonLinesTracker
+
+# t_{0.975, df} from statistical tables, beyond the hard-coded 1..30
+T_BEYOND = {31: 2.0395, 40: 2.0211, 60: 2.0003, 120: 1.9799, 1000: 1.9623}
+
+
+def test_t_critical_values():
+    assert t_critical(1) == 12.7062 and t_critical(2) == 4.3027 and t_critical(30) == 2.0423
+    for df, expected in T_BEYOND.items():
+        assert t_critical(df) == pytest.approx(expected, abs=2e-4)
+    values = [t_critical(df) for df in range(1, 200)]
+    assert values == sorted(values, reverse=True)
+    with pytest.raises(ValueError):
+        t_critical(0)
+
+
+def test_paired_difference_uses_common_seeds_only():
+    a = {0: 71.0, 1: 72.0, 2: 71.5, 3: 90.0}
+    b = {0: 70.0, 1: 70.5, 2: 70.9}
+    p = paired(a, b)
+    d = [1.0, 1.5, 0.6]
+    m = sum(d) / 3
+    s = math.sqrt(sum((x - m) ** 2 for x in d) / 2)
+    assert p.seeds == (0, 1, 2) and p.n == 3
+    assert p.mean == pytest.approx(m) and p.std == pytest.approx(s)
+    low, high = p.ci
+    assert low == pytest.approx(m - 4.3027 * s / math.sqrt(3))
+    assert high == pytest.approx(m + 4.3027 * s / math.sqrt(3))
+    assert p.clearly_positive == (low > 0)
+    one = paired({0: 2.0}, {0: 1.0})
+    assert one.ci is None and not one.clearly_positive
+    assert fmt_paired(one) == "+1.00 (1, no interval)"
+    assert fmt_paired(paired({0: 1.0}, {1: 1.0})) == "—"
+
+
+def test_summary_is_sample_std():
+    s = summarize([1.0, 2.0, 4.0])
+    assert s.std == pytest.approx(
+        math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)
+    )
+    assert summarize([3.0]).std == 0.0 and summarize([]).n == 0
+
+
+def test_lead_needs_a_clear_interval():
+    clear = lead({"kd": {0: 70.0, 1: 70.2, 2: 70.1}, "dkd": {0: 71.0, 1: 71.3, 2: 71.1}})
+    assert clear.best == "dkd" and clear.runner_up == "kd" and clear.clear
+    noisy = lead({"kd": {0: 70.0, 1: 71.0, 2: 70.0}, "dkd": {0: 72.0, 1: 69.0, 2: 71.0}})
+    assert noisy.best == "dkd" and not noisy.clear
+    tie = lead({"kd": {0: 70.0, 1: 71.0}, "dkd": {0: 71.0, 1: 70.0}})
+    assert not tie.clear and tie.difference is None
+    alone = lead({"kd": {0: 70.0}, "dkd": {}})
+    assert alone.best == "kd" and alone.runner_up is None and not alone.clear
+    assert lead({"kd": {}}) is None
+
+
+def test_published_rows_match_by_name_and_say_when_not_comparable():
+    table = PublishedTable(load_published())
+    kd = table.find("cifar100", "resnet56", "resnet20", "kd")
+    assert (kd.top1, kd.metric, kd.diffable) == (70.66, "last", True)
+    assert table.find("cifar100", "ResNet50", "MobileNetV2", "dkd").top1 == 70.35
+    assert table.find("cifar100", "resnet56", "resnet20", "cakd") is None
+    mlkd = table.find("cifar100", "resnet56", "resnet20", "mlkd")
+    assert not mlkd.diffable and mlkd.why_not == "not comparable (strong augmentation, 480 epochs)"
+    wkd = table.find("cifar100", "resnet32x4", "resnet8x4", "wkd_l")
+    assert not wkd.diffable and "unknown" in wkd.why_not
+    # ImageNet: prefixed kdbench names against the papers' spelling
+    r18 = table.find("imagenet", "torchvision:resnet34", "torchvision:resnet18", "kd")
+    assert (r18.top1, r18.top5, r18.metric) == (71.03, 90.05, "best")
+    mbv1 = table.find("imagenet", "torchvision:resnet50", "imagenet:mobilenetv1", "teacher")
+    assert (mbv1.top1, mbv1.metric, mbv1.diffable) == (76.16, "pretrained", False)
+    assert table.find("imagenet", "torchvision:resnet50", "imagenet:mobilenetv1", "ce").metric == (
+        "unknown"
+    )
+
+
+def test_subsets_and_generated_data_are_never_compared():
+    assert not_compared_reason(DataSpec(dataset="cifar100")) == ""
+    assert "subset" in not_compared_reason(DataSpec(dataset="cifar100", subset_per_class=50))
+    assert "subset" in not_compared_reason(DataSpec(dataset="cifar100", test_subset_per_class=5))
+    assert "generated" in not_compared_reason(DataSpec(dataset="synthetic"))
+
+
+ABLATION = {
+    "name": "abl",
+    "data": {"dataset": "synthetic", "synthetic": {"classes": 10}},
+    "recipe": {"epochs": 2, "milestones": [1]},
+    "pairs": [{"teacher": "resnet20", "student": "resnet8"}],
+    "methods": [
+        "kd",
+        {"name": "cakd", "label": "cakd_bcd_scd_wcd"},
+        {"name": "cakd", "label": "cakd_bcd", "params": {"scd": False, "wcd": False}},
+        {"name": "cakd", "label": "cakd_k{k}", "grid": {"k": [0]}},
+    ],
+    "seeds": 3,
+}
+LAST = {
+    "kd": [60.0, 61.0, 60.5],
+    "cakd_bcd_scd_wcd": [62.0, 62.4, 61.9],
+    "cakd_bcd": [61.0, 61.1, 60.2],
+    "cakd_k0": [59.0, 62.0, 60.0],
+}
+
+
+def _delta(a, b):
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    m = sum(d) / len(d)
+    half = 4.3027 * math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1)) / math.sqrt(len(d))
+    return f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}] ({len(d)})"
+
+
+def test_ablation_table_against_the_full_cakd_cell_and_kd(tmp_path):
+    matrix = build_matrix(ABLATION, "test", data_hash="abc")
+    tracker = JsonLinesTracker(tmp_path)
+    for run in matrix.runs:
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+        last = LAST[run.method.label][run.seed]
+        tracker.log_metrics(run_id, {"test/top1": last - 1}, step=1)
+        tracker.log_metrics(run_id, {"test/top1": last}, step=2)
+        final = {"last_top1": last, "best_top1": last, "last_top5": 90, "best_top5": 90}
+        tracker.log_metrics(run_id, final | {"best_epoch": 2}, step=2)
+        tracker.finish(run_id, FINISHED)
+    write_report(matrix, tracker, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    section = text[text.index("## CAKD ablation") :].split("\n## ")[0]
+    rows = {
+        cells[2]: cells
+        for line in section.splitlines()
+        if line.startswith("| resnet20")
+        for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]
+    }
+    assert list(rows) == ["cakd_bcd_scd_wcd (full)", "cakd_bcd", "cakd_k0"]
+    full = rows["cakd_bcd_scd_wcd (full)"]
+    assert full[3] == "bcd+scd+wcd" and full[5] == "—"
+    assert full[6] == _delta(LAST["cakd_bcd_scd_wcd"], LAST["kd"])
+    assert rows["cakd_bcd"][3] == "bcd"
+    assert rows["cakd_bcd"][5] == _delta(LAST["cakd_bcd"], LAST["cakd_bcd_scd_wcd"])
+    assert rows["cakd_bcd"][6] == _delta(LAST["cakd_bcd"], LAST["kd"])
+    assert rows["cakd_k0"][3] == "bcd+scd+wcd; k=0"
+    assert rows["cakd_k0"][5] == _delta(LAST["cakd_k0"], LAST["cakd_bcd_scd_wcd"])
+    published = text[text.index("## Published numbers") :].split("\n## ")[0]
+    assert "never compared with published numbers" in published and "|" not in published
+    assert len(list((tmp_path / "out" / "plots").glob("*.png"))) == 2
+
+
+def test_no_ablation_table_without_cakd_variants(tmp_path):
+    raw = dict(ABLATION, methods=["kd", "cakd"], seeds=1)
+    matrix = build_matrix(raw, "test", data_hash="abc")
+    tracker = JsonLinesTracker(tmp_path)
+    for run in matrix.runs:
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+        tracker.log_metrics(run_id, {"last_top1": 50.0, "best_top1": 51.0}, step=2)
+        tracker.finish(run_id, FINISHED)
+    write_report(matrix, tracker, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "## CAKD ablation" not in text
+    assert "50.00 ± 0.00 (1)" in text
