@@ -224,7 +224,8 @@ def execute_run(
     loaders = loaders_for(run, device, workdir)
     torch.manual_seed(run.seed)
     student = model_zoo.create(run.student, num_classes=loaders.num_classes).to(device)
-    if device.type == "cuda":
+    channels_last = run.execution.memory_format == "channels_last"
+    if channels_last:
         student = student.to(memory_format=torch.channels_last)
     method = methods.create(run.method.name, num_classes=loaders.num_classes, **run.method.params)
     nan_epoch = faults.nan_from_epoch(run.name)
@@ -299,6 +300,7 @@ def execute_run(
             on_epoch=commit_epoch,
             on_progress=on_progress,
             stop_requested=stop_requested,
+            channels_last=channels_last,
         )
     except Exception as exc:
         epoch = exc.epoch if isinstance(exc, RunFailed) else None

@@ -106,6 +106,7 @@ class Execution:
     device: str = "cpu"
     precision: str = "fp32"
     teacher_cache: str = "none"
+    memory_format: str = "channels_last"  # faster on CPU (~1.3x for the CIFAR ResNets) and GPU
 
 
 @dataclass(frozen=True)

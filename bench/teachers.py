@@ -58,7 +58,9 @@ def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
     return float(scores[key])
 
 
-def _load(arch: str, path: Path | None, num_classes: int, device) -> tuple[torch.nn.Module, str]:
+def _load(
+    arch: str, path: Path | None, num_classes: int, device, channels_last: bool
+) -> tuple[torch.nn.Module, str]:
     """A frozen teacher from a file, or (path None) from its published pretrained weights."""
     model = model_zoo.create(arch, num_classes=num_classes)
     try:
@@ -71,7 +73,7 @@ def _load(arch: str, path: Path | None, num_classes: int, device) -> tuple[torch
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, sha
 
@@ -87,9 +89,10 @@ def prepare_teacher(
 ) -> LoadedTeacher:
     run = teacher_run(teacher, student_run)
     num_classes = loaders_for(run, device, workdir).num_classes
+    channels_last = run.execution.memory_format == "channels_last"
     if teacher.checkpoint or teacher.pretrained:
         path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
-        model, sha = _load(teacher.arch, path, num_classes, device)
+        model, sha = _load(teacher.arch, path, num_classes, device, channels_last)
         top1 = _rescore(model, run, sha, device, workdir)
         key = short_hash({"teacher_file": sha, "data": run.data_hash})
         if tracker.find(key) is None:
@@ -134,7 +137,7 @@ def prepare_teacher(
             record = tracker.find(run.run_key)
         else:
             log(f"teacher {teacher.arch}: already trained ({target.name})")
-    model, sha = _load(teacher.arch, target, num_classes, device)
+    model, sha = _load(teacher.arch, target, num_classes, device, channels_last)
     if record is not None and record.tags.get("teacher_sha256") != sha:
         tracker.set_tags(record.run_id, {"teacher_sha256": sha})
     top1 = _rescore(model, run, sha, device, workdir)

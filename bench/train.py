@@ -60,7 +60,13 @@ def _autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32") -> dict:
+def evaluate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict:
     """Top-1 / top-5 accuracy (%) and mean CE over the whole test split."""
     model.eval()
     correct1 = torch.zeros((), device=device, dtype=torch.int64)
@@ -68,6 +74,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "f
     loss_sum = torch.zeros((), device=device)
     count = 0
     for images, labels, _ in loader.epoch(0):
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, precision):
             logits = model(images)
         logits = logits.float()
@@ -114,8 +122,11 @@ def train_step(
     *,
     device: torch.device,
     precision: str = "fp32",
+    channels_last: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step; returns the method's terms and the student logits."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     with _autocast(device, precision):
         logits = student(images)
         teacher_logits = teacher(images, indices, epoch) if teacher is not None else None
@@ -137,6 +148,7 @@ def train_epochs(
     device: torch.device,
     precision: str = "fp32",
     start_epoch: int = 1,
+    channels_last: bool = False,
     on_epoch: Callable[[int, dict[str, float]], None],
     on_progress: Callable[[Progress], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
@@ -166,6 +178,7 @@ def train_epochs(
                 epoch,
                 device=device,
                 precision=precision,
+                channels_last=channels_last,
             )
             seen += labels.numel()
             totals.add(terms, logits, labels)
@@ -184,7 +197,7 @@ def train_epochs(
         metrics["train/top1"] = 100.0 * totals.correct.item() / seen
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         metrics["img_per_s"] = seen / max(elapsed, 1e-9)
-        test = evaluate(student, loaders.test, device, precision)
+        test = evaluate(student, loaders.test, device, precision, channels_last)
         metrics.update(
             {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
         )

@@ -29,7 +29,7 @@ class CifarSplits:
     num_classes: int
     content_hash: str
     root: Path
-    test_index: torch.Tensor | None = None  # int64 [M], index of each sample in the test file
+    test_index: torch.Tensor  # int64 [M], index of each sample in the test file
 
 
 def default_root(data, workdir: Path) -> Path:

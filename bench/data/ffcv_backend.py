@@ -400,8 +400,6 @@ def make_ffcv_loaders(
 
     paths = ensure_cifar_betons(splits.root, dataset, splits.content_hash, workdir)
     test_index = splits.test_index
-    if test_index is None:
-        test_index = torch.arange(len(splits.test_labels))
     loaders = []
     for split, file_index, batch, train in (
         ("train", splits.train_index, batch_size, True),

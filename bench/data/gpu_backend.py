@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import torch
 
 from bench.data.augment import augment_batch, epoch_order, normalize
-from bench.data.datasets import CifarSplits
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -61,35 +60,3 @@ class GpuLoader:
             else:
                 out = normalize(images)
             yield out, self.labels[positions], indices
-
-
-def make_gpu_loaders(
-    splits: CifarSplits,
-    *,
-    batch_size: int,
-    test_batch_size: int,
-    seed: int,
-    augment: bool,
-    device,
-) -> tuple[GpuLoader, GpuLoader]:
-    train = GpuLoader(
-        splits.train_images,
-        splits.train_labels,
-        splits.train_index,
-        batch_size=batch_size,
-        seed=seed,
-        train=True,
-        augment=augment,
-        device=device,
-    )
-    test = GpuLoader(
-        splits.test_images,
-        splits.test_labels,
-        torch.arange(len(splits.test_labels)),
-        batch_size=test_batch_size,
-        seed=seed,
-        train=False,
-        augment=False,
-        device=device,
-    )
-    return train, test

@@ -34,6 +34,40 @@ class Loaders:
         return augment_params(self.seed, epoch, indices)
 
 
+def _split_loaders(
+    loader_cls,
+    splits,
+    *,
+    batch_size: int,
+    test_batch_size: int,
+    seed: int,
+    augment: bool,
+    **options,
+):
+    """Train (shuffled by the counter scheme, augmented) and test (in order, plain) loaders."""
+    train = loader_cls(
+        splits.train_images,
+        splits.train_labels,
+        splits.train_index,
+        batch_size=batch_size,
+        seed=seed,
+        train=True,
+        augment=augment,
+        **options,
+    )
+    test = loader_cls(
+        splits.test_images,
+        splits.test_labels,
+        splits.test_index,
+        batch_size=test_batch_size,
+        seed=seed,
+        train=False,
+        augment=False,
+        **options,
+    )
+    return train, test
+
+
 def make_loaders(
     data,
     *,
@@ -64,28 +98,24 @@ def make_loaders(
             f"data.dataset '{data.dataset}' has no loader; expected one of {', '.join(DATASETS)}"
         )
     splits = load_cifar(data, workdir)
-    if data.backend == "torch":
-        from bench.data.torch_backend import make_torch_loaders
+    if data.backend in ("torch", "gpu"):
+        if data.backend == "torch":
+            from bench.data.torch_backend import TorchLoader as loader_cls
 
-        train, test = make_torch_loaders(
-            splits,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            seed=seed,
-            augment=data.augment,
-            num_workers=data.num_workers,
-            device=device,
-        )
-    elif data.backend == "gpu":
-        from bench.data.gpu_backend import make_gpu_loaders
+            options = {"num_workers": data.num_workers}
+        else:
+            from bench.data.gpu_backend import GpuLoader as loader_cls
 
-        train, test = make_gpu_loaders(
+            options = {}
+        train, test = _split_loaders(
+            loader_cls,
             splits,
             batch_size=batch_size,
             test_batch_size=test_batch_size,
             seed=seed,
             augment=data.augment,
             device=device,
+            **options,
         )
     else:
         from bench.data.ffcv_backend import make_ffcv_loaders

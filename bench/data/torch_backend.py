@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data.augment import augment_batch, epoch_order, normalize
-from bench.data.datasets import CifarSplits
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -123,38 +122,3 @@ class TorchLoader(SampleLoader):
             num_workers=num_workers,
             device=device,
         )
-
-
-def make_torch_loaders(
-    splits: CifarSplits,
-    *,
-    batch_size: int,
-    test_batch_size: int,
-    seed: int,
-    augment: bool,
-    num_workers: int,
-    device,
-) -> tuple[TorchLoader, TorchLoader]:
-    train = TorchLoader(
-        splits.train_images,
-        splits.train_labels,
-        splits.train_index,
-        batch_size=batch_size,
-        seed=seed,
-        train=True,
-        augment=augment,
-        num_workers=num_workers,
-        device=device,
-    )
-    test = TorchLoader(
-        splits.test_images,
-        splits.test_labels,
-        torch.arange(len(splits.test_labels)),
-        batch_size=test_batch_size,
-        seed=seed,
-        train=False,
-        augment=False,
-        num_workers=num_workers,
-        device=device,
-    )
-    return train, test

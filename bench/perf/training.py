@@ -61,12 +61,14 @@ class _Timer:
 def _naive_transform():
     from torchvision.transforms import v2
 
-    return v2.Compose([
-        v2.RandomCrop(32, padding=4),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(CIFAR100_MEAN, CIFAR100_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomCrop(32, padding=4),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(CIFAR100_MEAN, CIFAR100_STD),
+        ]
+    )
 
 
 class _NaiveDataset(TensorDataset):
@@ -80,8 +82,14 @@ class _NaiveDataset(TensorDataset):
 
 
 def naive_batches(images_uint8, labels, batch_size: int, workers: int = 2) -> Iterator:
-    loader = DataLoader(_NaiveDataset(images_uint8, labels), batch_size=batch_size, shuffle=True,
-                        num_workers=workers, drop_last=False, persistent_workers=workers > 0)
+    loader = DataLoader(
+        _NaiveDataset(images_uint8, labels),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=False,
+        persistent_workers=workers > 0,
+    )
     while True:
         yield from loader
 
@@ -99,15 +107,17 @@ def naive_step(student, teacher, method, optimizer, images, labels, device) -> f
     return loss.item() + (logits.argmax(1) == labels).float().mean().item()
 
 
-def _time_steps(step: Callable[[], None], steps: int, warmup: int, device) -> float:
+def _images_per_s(step: Callable[[], int], steps: int, warmup: int, device) -> float:
+    """Images per second over `steps` timed steps (each returns its batch size) after warm-up."""
     for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    images = 0
     with _Timer(device) as timer:
         for _ in range(steps):
-            step()
-    return timer.seconds
+            images += step()
+    return images / timer.seconds
 
 
 @dataclass
@@ -135,8 +145,15 @@ def _models(setup: PerfSetup, num_classes: int, channels_last: bool):
 
 
 def _data_spec(setup: PerfSetup, backend: str) -> DataSpec:
-    return DataSpec(dataset="synthetic", backend=backend, synthetic={
-        "classes": setup.classes, "train_per_class": setup.per_class, "test_per_class": 1})
+    return DataSpec(
+        dataset="synthetic",
+        backend=backend,
+        synthetic={
+            "classes": setup.classes,
+            "train_per_class": setup.per_class,
+            "test_per_class": 1,
+        },
+    )
 
 
 def measure_naive(setup: PerfSetup) -> PerfRow:
@@ -147,23 +164,34 @@ def measure_naive(setup: PerfSetup) -> PerfRow:
     batches = naive_batches(splits.train_images, splits.train_labels, setup.batch_size)
     student.train()
 
-    def step():
+    def step() -> int:
         images, labels = next(batches)
         naive_step(student, teacher, method, optimizer, images, labels, setup.device)
+        return len(labels)
 
-    seconds = _time_steps(step, setup.steps, setup.warmup, setup.device)
-    return PerfRow("naive (DataLoader x2, fp32, sync/step)", setup.steps * setup.batch_size
-                   / seconds, setup.steps)
+    speed = _images_per_s(step, setup.steps, setup.warmup, setup.device)
+    return PerfRow("naive (DataLoader x2, fp32, sync/step)", speed, setup.steps)
 
 
-def measure_kdbench(setup: PerfSetup, backend: str, *, channels_last: bool = False,
-                    cache: str = "none", compile_model: bool = False) -> PerfRow:
+def measure_kdbench(
+    setup: PerfSetup,
+    backend: str,
+    *,
+    channels_last: bool = False,
+    cache: str = "none",
+    compile_model: bool = False,
+) -> PerfRow:
     from bench.data import make_loaders
 
     device = setup.device
     precision = "bf16" if device.type == "cuda" else "fp32"
-    loaders = make_loaders(_data_spec(setup, backend), batch_size=setup.batch_size, seed=0,
-                           device=device, workdir=setup.workdir)
+    loaders = make_loaders(
+        _data_spec(setup, backend),
+        batch_size=setup.batch_size,
+        seed=0,
+        device=device,
+        workdir=setup.workdir,
+    )
     student, teacher_model = _models(setup, loaders.num_classes, channels_last)
     method = methods.create(setup.method, num_classes=loaders.num_classes)
     optimizer = build_optimizer(student, Recipe(lr=0.05), device)
@@ -174,10 +202,18 @@ def measure_kdbench(setup: PerfSetup, backend: str, *, channels_last: bool = Fal
 
         splits = load_cifar(_data_spec(setup, backend), setup.workdir)
         started = time.perf_counter()
-        table = load_or_build(teacher_model, teacher_sha=f"perf-random-{setup.teacher}",
-                              data_hash=loaders.content_hash, images=splits.train_images,
-                              file_index=splits.train_index, dtype=cache, device=device,
-                              workdir=setup.workdir, precision=precision, log=lambda _: None)
+        table = load_or_build(
+            teacher_model,
+            teacher_sha=f"perf-random-{setup.teacher}",
+            data_hash=loaders.content_hash,
+            images=splits.train_images,
+            file_index=splits.train_index,
+            dtype=cache,
+            device=device,
+            workdir=setup.workdir,
+            precision=precision,
+            log=lambda _: None,
+        )
         setup_s = time.perf_counter() - started
         teacher = CachedTeacher(table, loaders.variants)
     forward = student
@@ -195,27 +231,44 @@ def measure_kdbench(setup: PerfSetup, backend: str, *, channels_last: bool = Fal
             state["batches"] = iter(loaders.train.epoch(state["epoch"]))
             return next(state["batches"])
 
-    def step():
+    def step() -> int:
         images, labels, indices = next_batch()
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        train_step(forward, method, teacher, optimizer, images, labels, indices,
-                   state["epoch"], device=device, precision=precision)
+        train_step(
+            forward,
+            method,
+            teacher,
+            optimizer,
+            images,
+            labels,
+            indices,
+            state["epoch"],
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+        )
+        return labels.shape[0]  # a shape, not a value: no host sync
 
     if compile_model:
         step()  # the compile happens here, outside the timed region
         setup_s = time.perf_counter() - started
-    seconds = _time_steps(step, setup.steps, setup.warmup, device)
-    options = [backend] + (["channels_last"] if channels_last else []) + (
-        [f"cache {cache}"] if cache != "none" else []) + (["compile"] if compile_model else [])
+    speed = _images_per_s(step, setup.steps, setup.warmup, device)
+    options = (
+        [backend]
+        + (["channels_last"] if channels_last else [])
+        + ([f"cache {cache}"] if cache != "none" else [])
+        + (["compile"] if compile_model else [])
+    )
     if device.type == "cuda":
         options.insert(1, "bf16, fused SGD")
-    return PerfRow("kdbench " + " + ".join(options), setup.steps * setup.batch_size / seconds,
-                   setup.steps, setup_s)
+    return PerfRow("kdbench " + " + ".join(options), speed, setup.steps, setup_s)
 
 
-def measure_training(setup: PerfSetup, backends: list[str], compile_model: bool = False,
-                     log: Callable[[str], None] = print) -> list[PerfRow]:
+def measure_training(
+    setup: PerfSetup,
+    backends: list[str],
+    compile_model: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[PerfRow]:
     rows = [measure_naive(setup)]
     log(f"  {rows[0].variant}: {rows[0].images_per_s:.0f} img/s")
     variants: list[dict] = [{"backend": b} for b in backends]
@@ -239,8 +292,14 @@ def measure_training(setup: PerfSetup, backends: list[str], compile_model: bool 
     return rows
 
 
-def naive_train_epoch(student: nn.Module, teacher: nn.Module | None, method: nn.Module,
-                      optimizer, batches, device: torch.device) -> None:
+def naive_train_epoch(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    method: nn.Module,
+    optimizer,
+    batches,
+    device: torch.device,
+) -> None:
     """The plain loop over given batches (used to prove kdbench's loop equals it bitwise)."""
     student.train()
     for images, labels, _ in batches:
