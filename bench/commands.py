@@ -143,16 +143,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         rows = []
         for name in model_zoo.list_models(args.pattern):
-            info = model_zoo.describe(name)
-            rows.append(
-                [
-                    name,
-                    info["resolution"],
-                    f"{info['params'] / 1e6:.2f}",
-                    f"{info['flops'] / 1e6:.1f}",
-                ]
-            )
-        print(tabulate(rows, headers=["model", "input px", "params (M)", "MFLOPs"]))
+            classes = 100 if model_zoo.input_resolution(name) == 32 else 1000
+            info = model_zoo.describe(name, num_classes=classes)
+            rows.append([name, info["resolution"], classes, f"{info['params'] / 1e6:.2f}",
+                         f"{info['flops'] / 1e6:.1f}", f"{info['macs'] / 1e6:.1f}"])
+        headers = ["model", "input px", "classes", "params (M)", "MFLOPs", "MMACs (papers' FLOPs)"]
+        print(tabulate(rows, headers=headers))
     return 0
 
 

@@ -80,3 +80,12 @@ def test_help_lists_the_commands():
 def test_list_matrices(capsys):
     assert main(["list", "matrices"]) == 0
     assert "smoke" in capsys.readouterr().out.split()
+
+
+def test_list_models_shows_resolution_params_and_flops(capsys):
+    assert main(["list", "models", "resnet8*"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"resnet8", "resnet8x4"}
+    assert rows["resnet8"][1:4] == ["32", "100", "0.08"]  # 83,892 parameters
+    assert rows["resnet8x4"][3] == "1.23"  # 1,233,540 parameters
+    assert float(rows["resnet8"][5]) * 2 == pytest.approx(float(rows["resnet8"][4]), rel=0.01)
