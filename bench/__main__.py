@@ -64,7 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
     run.add_argument(
-        "--teacher-cache", choices=["none", "float16", "float32"], default="none",
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="autocast precision, losses stay float32 (default: bf16 on CUDA, fp32 on CPU; bf16 "
+        "on a CPU with AMX is ~3x faster)",
+    )
+    run.add_argument(
+        "--teacher-cache",
+        choices=["none", "float16", "float32"],
+        default="none",
         help="CIFAR: look teacher logits up in a cache of all 162 augmentation variants per "
         "image, computed once per teacher (part of run_key)",
     )
@@ -103,8 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="prepare datasets: download/generate, write FFCV .beton")
     data.add_argument("action", choices=["prepare"])
-    data.add_argument("dataset", nargs="?", help="cifar100, synthetic, imagenet or imagefolder "
-                      "(prepared for the ffcv backend); default: the data of --matrix")
+    data.add_argument(
+        "dataset",
+        nargs="?",
+        help="cifar100, synthetic, imagenet or imagefolder "
+        "(prepared for the ffcv backend); default: the data of --matrix",
+    )
     data.add_argument("--root", help="where the dataset is (default: under the workdir)")
     data.add_argument("--backend", default="ffcv", choices=["torch", "gpu", "ffcv"])
     data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")

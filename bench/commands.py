@@ -33,6 +33,7 @@ def _matrix(args: argparse.Namespace, device: torch.device) -> Matrix:
         subset_per_class=getattr(args, "subset_per_class", None),
         device=device.type,
         teacher_cache=getattr(args, "teacher_cache", "none"),
+        precision=getattr(args, "precision", None),
         workdir=resolve_workdir(args.workdir),
     )
 
@@ -145,8 +146,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in model_zoo.list_models(args.pattern):
             classes = 100 if model_zoo.input_resolution(name) == 32 else 1000
             info = model_zoo.describe(name, num_classes=classes)
-            rows.append([name, info["resolution"], classes, f"{info['params'] / 1e6:.2f}",
-                         f"{info['flops'] / 1e6:.1f}", f"{info['macs'] / 1e6:.1f}"])
+            rows.append(
+                [
+                    name,
+                    info["resolution"],
+                    classes,
+                    f"{info['params'] / 1e6:.2f}",
+                    f"{info['flops'] / 1e6:.1f}",
+                    f"{info['macs'] / 1e6:.1f}",
+                ]
+            )
         headers = ["model", "input px", "classes", "params (M)", "MFLOPs", "MMACs (papers' FLOPs)"]
         print(tabulate(rows, headers=headers))
     return 0

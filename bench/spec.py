@@ -472,6 +472,7 @@ def load_matrix(
     subset_per_class: int | None = None,
     device: str = "cpu",
     teacher_cache: str = "none",
+    precision: str | None = None,
     workdir: Path | None = None,
     data_hash: str | None = None,
 ) -> Matrix:
@@ -487,6 +488,7 @@ def load_matrix(
         source,
         device=device,
         teacher_cache=teacher_cache,
+        precision=precision,
         workdir=workdir,
         data_hash=data_hash,
     )
@@ -498,6 +500,7 @@ def build_matrix(
     *,
     device: str = "cpu",
     teacher_cache: str = "none",
+    precision: str | None = None,
     workdir: Path | None = None,
     data_hash: str | None = None,
 ) -> Matrix:
@@ -570,7 +573,9 @@ def build_matrix(
             teacher_arch, teacher_recipe, teacher_seed, checkpoint, sha, pretrained
         )
 
-    precision = "bf16" if device == "cuda" else "fp32"
+    precision = precision or ("bf16" if device == "cuda" else "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise SpecError(f"--precision '{precision}': expected fp32 or bf16")
     if teacher_cache not in ("none", "float16", "float32"):
         raise SpecError(f"--teacher-cache '{teacher_cache}': expected none, float16 or float32")
     if teacher_cache != "none" and data.resolution != 32:

@@ -3,7 +3,8 @@
 The train augmentation is one of 9 x 9 crop offsets x 2 flips (bench.data.augment), and the teacher
 is frozen in eval mode, so its logits for each (image, variant) never change: compute them once per
 teacher and look them up by (index, dx, dy, flip) in every student run that shares the teacher.
-Keyed by teacher sha256, dataset content hash, normalization and storage dtype.
+Keyed by teacher sha256, dataset content hash, normalization, storage dtype and the precision
+of the teacher forward.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ def variant_params(variant: int) -> tuple[int, int, bool]:
     return dx, dy, bool(flip)
 
 
-def cache_key(teacher_sha: str, data_hash: str, dtype: str) -> str:
+def cache_key(teacher_sha: str, data_hash: str, dtype: str, precision: str = "fp32") -> str:
     return short_hash(
         {
             "teacher": teacher_sha,
             "data": data_hash,
             "dtype": dtype,
+            "precision": precision,  # the teacher forward's autocast precision
             "normalize": [CIFAR100_MEAN, CIFAR100_STD],
             "pad": PAD,
         }
@@ -146,7 +148,8 @@ def load_or_build(
     """The cache from <workdir>/teacher_cache (memory-mapped), built and stored on first use."""
     if dtype not in DTYPES:
         raise ValueError(f"teacher cache dtype '{dtype}': expected one of {', '.join(DTYPES)}")
-    path = Path(workdir) / "teacher_cache" / f"{cache_key(teacher_sha, data_hash, dtype)}.npy"
+    key = cache_key(teacher_sha, data_hash, dtype, precision)
+    path = Path(workdir) / "teacher_cache" / f"{key}.npy"
     if not path.is_file():
         log(f"teacher cache: computing {len(images)} x {VARIANTS} variants ({dtype}) -> {path}")
         logits = compute_logits(model, images, dtype=dtype, device=device, precision=precision)

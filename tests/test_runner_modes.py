@@ -51,3 +51,18 @@ def test_print_spec_shows_the_resolved_cell(tmp_path, capsys):
     assert spec["cell"]["recipe"]["epochs"] == 3
     assert spec["cell"]["teacher"]["arch"] == "resnet8"
     assert len(spec["cell_key"]) == 16
+
+
+def test_bf16_on_cpu_is_a_different_execution_of_the_same_cell(tmp_path):
+    from bench.spec import load_matrix
+    from bench.tracking import MlflowTracker
+
+    matrix = write_tiny(tmp_path, methods="[dkd]")
+    workdir = tmp_path / "work"
+    assert main(["run", "--matrix", str(matrix), "--workdir", str(workdir),
+                 "--precision", "bf16"]) == 0
+    (run,) = [r for r in MlflowTracker(workdir).search() if r.tags["role"] == "student"]
+    assert run.params["precision"] == "bf16" and run.status == FINISHED
+    assert all(v == v for v in run.metrics.values())  # no NaN
+    fp32 = load_matrix(str(matrix), workdir=workdir).runs[0]
+    assert run.tags["cell_key"] == fp32.cell_key and run.tags["run_key"] != fp32.run_key

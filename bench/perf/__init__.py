@@ -14,8 +14,10 @@ from bench.environment import device_name
 
 
 def _machine(device: torch.device) -> str:
-    return f"{device_name(device)} ({device.type}, {torch.get_num_threads()} threads, " \
-           f"{platform.machine()})"
+    return (
+        f"{device_name(device)} ({device.type}, {torch.get_num_threads()} threads, "
+        f"{platform.machine()})"
+    )
 
 
 def run_perf(args, device: torch.device, workdir: Path) -> int:
@@ -32,8 +34,14 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
         from bench.perf.data import format_data_table, measure_data
         from bench.spec import DataSpec
 
-        data = DataSpec(dataset="synthetic", synthetic={
-            "classes": args.classes, "train_per_class": args.per_class, "test_per_class": 1})
+        data = DataSpec(
+            dataset="synthetic",
+            synthetic={
+                "classes": args.classes,
+                "train_per_class": args.per_class,
+                "test_per_class": 1,
+            },
+        )
         rows = measure_data(data, workdir, device, batch_size=args.batch_size)
         print(format_data_table(rows))
         result["data"] = rows
@@ -43,19 +51,47 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
         if ":" not in args.pair:
             raise SpecError(f"--pair '{args.pair}': expected TEACHER:STUDENT (resnet56:resnet20)")
         teacher, student = args.pair.split(":", 1)
-        setup = PerfSetup(teacher, student, args.method, device, args.batch_size, args.steps,
-                          args.warmup_steps, args.classes, args.per_class, workdir)
-        print(f"perf: {teacher} -> {student}, {args.method}, batch {args.batch_size}, "
-              f"{args.steps} timed steps after {args.warmup_steps}, on {_machine(device)}")
-        rows = measure_training(setup, [b for b in args.backends.split(",") if b],
-                                compile_model=args.compile)
-        print(tabulate(
-            [[r.variant, f"{r.images_per_s:.0f}", f"{r.ratio:.2f}x",
-              f"{r.setup_s:.1f}" if r.setup_s else "", r.note] for r in rows],
-            headers=["loop", "img/s", "vs naive", "setup s (cache/compile)", "note"]))
+        setup = PerfSetup(
+            teacher,
+            student,
+            args.method,
+            device,
+            args.batch_size,
+            args.steps,
+            args.warmup_steps,
+            args.classes,
+            args.per_class,
+            workdir,
+        )
+        print(
+            f"perf: {teacher} -> {student}, {args.method}, batch {args.batch_size}, "
+            f"{args.steps} timed steps after {args.warmup_steps}, on {_machine(device)}"
+        )
+        rows = measure_training(
+            setup, [b for b in args.backends.split(",") if b], compile_model=args.compile
+        )
+        print(
+            tabulate(
+                [
+                    [
+                        r.variant,
+                        f"{r.images_per_s:.0f}",
+                        f"{r.ratio:.2f}x",
+                        f"{r.setup_s:.1f}" if r.setup_s else "",
+                        r.note,
+                    ]
+                    for r in rows
+                ],
+                headers=["loop", "img/s", "vs naive", "setup s (cache/compile)", "note"],
+            )
+        )
         result["training"] = [dataclasses.asdict(r) for r in rows]
-        result["setup"] = {"pair": args.pair, "method": args.method,
-                           "batch_size": args.batch_size, "steps": args.steps}
+        result["setup"] = {
+            "pair": args.pair,
+            "method": args.method,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+        }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
         print(f"wrote {args.json}")

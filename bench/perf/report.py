@@ -53,9 +53,7 @@ def populate(tracker, matrix, epochs: int, seed: int = 0) -> int:
         if batch is not None:  # MLflow: many epochs per call (the store holds the same rows)
             from mlflow.entities import Metric
 
-            items = [
-                Metric(k, v, 0, e) for e, metrics in rows.items() for k, v in metrics.items()
-            ]
+            items = [Metric(k, v, 0, e) for e, metrics in rows.items() for k, v in metrics.items()]
             for i in range(0, len(items), 1000):
                 batch(run_id, metrics=items[i : i + 1000])
         else:

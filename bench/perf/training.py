@@ -180,11 +180,12 @@ def measure_kdbench(
     channels_last: bool = False,
     cache: str = "none",
     compile_model: bool = False,
+    precision: str | None = None,
 ) -> PerfRow:
     from bench.data import make_loaders
 
     device = setup.device
-    precision = "bf16" if device.type == "cuda" else "fp32"
+    precision = precision or ("bf16" if device.type == "cuda" else "fp32")
     loaders = make_loaders(
         _data_spec(setup, backend),
         batch_size=setup.batch_size,
@@ -258,8 +259,10 @@ def measure_kdbench(
         + ([f"cache {cache}"] if cache != "none" else [])
         + (["compile"] if compile_model else [])
     )
+    if precision == "bf16":
+        options.insert(1, "bf16")
     if device.type == "cuda":
-        options.insert(1, "bf16, fused SGD")
+        options.insert(1, "fused SGD")
     return PerfRow("kdbench " + " + ".join(options), speed, setup.steps, setup_s)
 
 
@@ -277,6 +280,16 @@ def measure_training(
         {"backend": best_backend, "channels_last": True},
         {"backend": best_backend, "channels_last": True, "cache": "float16"},
     ]
+    if setup.device.type == "cpu":  # bf16 autocast pays off on CPUs with AMX / AVX512-BF16
+        variants += [
+            {"backend": best_backend, "channels_last": True, "precision": "bf16"},
+            {
+                "backend": best_backend,
+                "channels_last": True,
+                "precision": "bf16",
+                "cache": "float16",
+            },
+        ]
     if compile_model:
         variants.append({"backend": best_backend, "channels_last": True, "compile_model": True})
     for options in variants:
