@@ -88,3 +88,19 @@ def test_two_shards_cover_every_cell_once_and_train_the_teacher_once(tmp_path):
     students = [r.tags["cell_key"] for r in records if r.tags["role"] == "student"]
     assert sorted(students) == sorted(r.cell_key for r in matrix.runs)
     assert len([r for r in records if r.tags["role"] == "teacher"]) == 1
+
+
+def test_a_claimed_cell_is_skipped_and_a_released_claim_is_taken_over(tmp_path, capsys):
+    from bench.locks import try_lock
+
+    matrix_file = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    (run,) = load_matrix(str(matrix_file), workdir=workdir).runs
+    claim = try_lock(workdir / "locks" / f"run-{run.run_key}.lock")  # another live worker
+    assert claim is not None
+    assert main(["run", "--matrix", str(matrix_file), "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "claimed by another worker, skipped" in out and "0 trained" in out
+    claim.close()  # the worker dies: the OS drops its lock
+    assert main(["run", "--matrix", str(matrix_file), "--workdir", str(workdir)]) == 0
+    assert "1 trained" in capsys.readouterr().out

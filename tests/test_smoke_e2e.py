@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_run(smoke_workdir, capsys_module=None):
-    code = main(["run", "--matrix", "smoke", "--workdir", str(smoke_workdir)])
-    return code
+def smoke_run(smoke_workdir):
+    """Exit code of `python -m bench run --matrix smoke`, run once for the module."""
+    return main(["run", "--matrix", "smoke", "--workdir", str(smoke_workdir)])
 
 
 def test_smoke_trains_every_cell_and_the_teacher(smoke_run, smoke_workdir):
