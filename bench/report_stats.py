@@ -34,6 +34,14 @@ def t_critical(df: int) -> float:
     )
 
 
+def t_interval(mean: float, std: float, n: int) -> tuple[float, float] | None:
+    """mean ± t(0.975, n-1) · std / √n; None below two values."""
+    if n < 2:
+        return None
+    half = t_critical(n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
 @dataclass(frozen=True)
 class Summary:
     """Mean, sample standard deviation (n - 1) and count of values over seeds."""
@@ -45,10 +53,7 @@ class Summary:
     @property
     def ci(self) -> tuple[float, float] | None:
         """95% t interval of the mean; None below two values."""
-        if self.n < 2:
-            return None
-        half = t_critical(self.n - 1) * self.std / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        return t_interval(self.mean, self.std, self.n)
 
 
 def summarize(values: list[float]) -> Summary:
@@ -72,10 +77,8 @@ class Paired:
 
     @property
     def ci(self) -> tuple[float, float] | None:
-        if self.n < 2:
-            return None
-        half = t_critical(self.n - 1) * self.std / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        """95% t interval of the mean; None below two values."""
+        return t_interval(self.mean, self.std, self.n)
 
     @property
     def clearly_positive(self) -> bool:
