@@ -77,6 +77,7 @@ def environment_tags(device: torch.device) -> dict[str, str]:
     return tags
 
 
+@lru_cache(maxsize=1)
 def pip_freeze() -> str:
     lines = sorted(
         f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]

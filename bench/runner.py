@@ -59,15 +59,26 @@ def in_shard(run: RunSpec, shard: tuple[int, int] | None) -> bool:
     return shard is None or int(run.cell_key, 16) % shard[1] == shard[0]
 
 
+def _records_by_run_key(tracker) -> dict:
+    """One read of the store: each run_key's FINISHED record if it has one, else any record."""
+    records: dict = {}
+    for record in tracker.search():
+        key = record.tags.get("run_key")
+        if key and (key not in records or record.status == FINISHED):
+            records[key] = record
+    return records
+
+
 def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
+    records = _records_by_run_key(tracker)
     cells = []
     for run in matrix.runs:
         if not in_shard(run, shard):
             continue
-        record = tracker.find(run.run_key)
+        record = records.get(run.run_key)
         if record is not None and record.status == FINISHED:
             cells.append(Cell(run, DONE, record.run_id))
-        elif run.teacher is not None and _teacher_failed(run, tracker, workdir):
+        elif run.teacher is not None and _teacher_failed(run, records):
             cells.append(Cell(run, BLOCKED))
         elif checkpoint_path(workdir, run).is_file():
             cells.append(Cell(run, RESUME, record.run_id if record else None))
@@ -78,10 +89,10 @@ def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
     return cells
 
 
-def _teacher_failed(run: RunSpec, tracker, workdir: Path) -> bool:
+def _teacher_failed(run: RunSpec, records: dict) -> bool:
     if run.teacher.checkpoint:
         return False
-    record = tracker.find(teacher_run(run.teacher, run).run_key)
+    record = records.get(teacher_run(run.teacher, run).run_key)
     return record is not None and record.status == FAILED
 
 
