@@ -1,15 +1,62 @@
-"""Loss methods for logit distillation: `create(name, **params)` builds one; see METHODS.md."""
+"""Loss methods for logit distillation: `create(name, **params)` builds one.
 
-from methods import cakd, ce, dkd, kd  # noqa: F401  (registers the methods)
-from methods.base import Method, MethodError, warmup_factor
-from methods.registry import available, create, register_method, resolve_params
+Every module of this package is imported, so a new method is one new file with one decorator.
+Methods outside the package load from the folders listed in $KDBENCH_PLUGINS (separated by ':'),
+each .py file there imported once, e.g. a user's own method beside their matrices.
+"""
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from pathlib import Path
+
+from methods.base import Method, MethodContext, MethodError, Needs, warmup_factor
+from methods.registry import (
+    available,
+    create,
+    method_class,
+    needs,
+    register_method,
+    resolve_params,
+    switches,
+)
+
+PLUGINS_ENV = "KDBENCH_PLUGINS"
+
+
+def _import_package_modules() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+def _import_plugins() -> None:
+    for folder in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+        for path in sorted(Path(folder).expanduser().glob("*.py")):
+            name = f"kdbench_plugin_{path.stem}"
+            if name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+
+
+_import_package_modules()
+_import_plugins()
 
 __all__ = [
     "Method",
+    "MethodContext",
     "MethodError",
+    "Needs",
     "available",
     "create",
+    "method_class",
+    "needs",
     "register_method",
     "resolve_params",
+    "switches",
     "warmup_factor",
 ]

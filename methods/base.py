@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +37,29 @@ def as_float(logits: Tensor) -> Tensor:
     return logits if logits.dtype == torch.float64 else logits.float()
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs from the engine, declared at registration; the engine honours each."""
+
+    teacher: bool = True  # teacher logits for every batch
+    teacher_classifier: bool = False  # the teacher's last linear layer, given to `prepare`
+    two_views: bool = False  # two augmented views per image (no engine serves this yet)
+    learnable: bool = False  # own parameters, optimized with the student's and checkpointed
+    state: bool = False  # own buffers (set in `prepare` or during training), checkpointed
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What `Method.prepare` is given before training: the frozen teacher and the data facts."""
+
+    num_classes: int
+    train_size: int
+    dataset: str
+    device: torch.device
+    teacher: nn.Module | None = None
+    teacher_classifier: nn.Linear | None = None  # when the method declares needs.teacher_classifier
+
+
 class Method(nn.Module):
     """Base of every loss method.
 
@@ -43,8 +67,8 @@ class Method(nn.Module):
     `forward` adds "loss", their sum, so the components always add up to the loss.
     """
 
-    requires_teacher: ClassVar[bool] = True
     name: ClassVar[str] = ""  # set by register_method
+    needs: ClassVar[Needs] = Needs()  # set by register_method
     Params: ClassVar[type]  # frozen dataclass of defaults with a validate(num_classes) method
 
     def __init__(self, params: Any, num_classes: int | None = None) -> None:
@@ -52,13 +76,13 @@ class Method(nn.Module):
         self.params = params
         self.num_classes = num_classes
 
-    def prepare(self, context: Any) -> None:
-        """Hook for methods that need teacher statistics or cost matrices before training."""
+    def prepare(self, context: MethodContext) -> None:
+        """Called once by the engine before training (and before a checkpoint is restored)."""
 
     def forward(
         self, student_logits: Tensor, teacher_logits: Tensor | None, target: Tensor, epoch: int
     ) -> dict[str, Tensor]:
-        if self.requires_teacher and teacher_logits is None:
+        if self.needs.teacher and teacher_logits is None:
             raise MethodError(f"method '{self.name}' needs teacher_logits, got None")
         check_epoch(epoch)
         student = as_float(student_logits)

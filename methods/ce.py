@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import Method
+from methods.base import Method, Needs
 from methods.registry import register_method
 
 
@@ -17,10 +17,9 @@ class CEParams:
         pass
 
 
-@register_method("ce")
+@register_method("ce", needs=Needs(teacher=False))
 class CE(Method):
     Params = CEParams
-    requires_teacher = False
 
     def terms(
         self, student: Tensor, teacher: Tensor | None, target: Tensor, epoch: int

@@ -1,27 +1,34 @@
-"""Method registry: one decorator to register, one factory to build, `available` to discover."""
+"""Method registry: one decorator to register (with what the method needs), one factory to build,
+`available` to discover. Parameters are validated once, by `methods.params`."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import typing
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from methods.base import Method, MethodError
+from methods.base import Method, MethodError, Needs
+from methods.params import params_dataclass, validate
 
 _METHODS: dict[str, type[Method]] = {}
+_NEEDS_TEACHER_ONLY = Needs()
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Register a Method subclass; its `Params` attribute is the frozen dataclass of defaults."""
+def register_method(
+    name: str, *, needs: Needs = _NEEDS_TEACHER_ONLY
+) -> Callable[[type[Method]], type[Method]]:
+    """Register a Method subclass; its `Params` attribute is the frozen dataclass of defaults
+    (with a `validate(num_classes)` method for checks across fields)."""
 
     def decorate(cls: type[Method]) -> type[Method]:
         if name in _METHODS:
             raise MethodError(f"method '{name}' is registered twice")
         if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
             raise TypeError(f"method '{name}' needs a dataclass `Params` attribute")
+        if "__pydantic_config__" not in cls.Params.__dict__:
+            cls.Params = params_dataclass(cls.Params)
         cls.name = name
+        cls.needs = needs
         _METHODS[name] = cls
         return cls
 
@@ -32,48 +39,21 @@ def available() -> list[str]:
     return sorted(_METHODS)
 
 
-def _method_class(name: str) -> type[Method]:
+def method_class(name: str) -> type[Method]:
     if name not in _METHODS:
         raise MethodError(f"unknown method {name!r}; available: {', '.join(available())}")
     return _METHODS[name]
 
 
-def _coerce(method: str, key: str, kind: Any, value: Any) -> Any:
-    """Check one value against its field type and return it in canonical form."""
-    where = f"{method}: {key}={value!r}"
-    if typing.get_origin(kind) is Literal:
-        choices = typing.get_args(kind)
-        if value not in choices:
-            raise MethodError(f"{where} must be one of {', '.join(map(repr, choices))}")
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise MethodError(f"{where} must be true or false")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MethodError(f"{where} must be an integer")
-        return value
-    if kind is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
-            raise MethodError(f"{where} must be a finite number")
-        return float(value)
-    raise TypeError(f"{method}: unsupported parameter type {kind!r} for {key}")
+def needs(name: str) -> Needs:
+    return method_class(name).needs
 
 
 def _build_params(name: str, num_classes: int | None, params: dict[str, Any]) -> Any:
-    cls = _method_class(name)
+    cls = method_class(name)
     if num_classes is not None and (type(num_classes) is not int or num_classes < 2):
         raise MethodError(f"num_classes={num_classes!r} must be an integer >= 2")
-    fields = [f.name for f in dataclasses.fields(cls.Params)]
-    for key in params:
-        if key not in fields:
-            valid = ", ".join(fields) if fields else "none"
-            raise MethodError(f"unknown parameter {key!r} for method '{name}'; valid: {valid}")
-    hints = typing.get_type_hints(cls.Params)
-    values = {key: _coerce(name, key, hints[key], value) for key, value in params.items()}
-    resolved = cls.Params(**values)
+    resolved = validate(cls.Params, dict(params), f"{name}: ", make_error=MethodError)
     resolved.validate(num_classes)
     return resolved
 
@@ -83,7 +63,19 @@ def resolve_params(name: str, *, num_classes: int | None = None, **params: Any) 
     return dataclasses.asdict(_build_params(name, num_classes, params))
 
 
+def switches(name: str) -> list[str]:
+    """The method's boolean parameters: the terms an ablation switches on or off."""
+    fields = dataclasses.fields(method_class(name).Params)
+    return [f.name for f in fields if f.type in (bool, "bool")]
+
+
 def create(name: str, *, num_classes: int | None = None, **params: Any) -> Method:
     """Build method `name`; unknown names, unknown parameters and bad values raise MethodError."""
     resolved = _build_params(name, num_classes, params)
-    return _method_class(name)(resolved, num_classes=num_classes)
+    method = method_class(name)(resolved, num_classes=num_classes)
+    if any(True for _ in method.parameters()) != method.needs.learnable:
+        raise MethodError(
+            f"method '{name}': needs.learnable={method.needs.learnable} but the module "
+            f"{'has no' if method.needs.learnable else 'has'} parameters; declare what it needs"
+        )
+    return method

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.tracking import MlflowTracker
+from bench.store.trackers import MlflowTracker
 
 TINY = """\
 name: tiny

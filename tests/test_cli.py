@@ -20,7 +20,7 @@ def _run_cli(args, workdir):
 def _assert_no_runs(workdir):
     db = workdir / "mlflow.db"
     if db.exists():
-        from bench.tracking import MlflowTracker
+        from bench.store.trackers import MlflowTracker
 
         assert MlflowTracker(workdir).search() == []
 

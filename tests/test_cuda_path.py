@@ -9,9 +9,9 @@ import torch
 import methods
 import model_zoo
 from bench.data import make_loaders
+from bench.engine.teacher_cache import CachedTeacher, load_or_build
+from bench.engine.train import build_optimizer, train_epochs, train_step
 from bench.spec import DataSpec, Recipe
-from bench.teacher_cache import CachedTeacher, load_or_build
-from bench.train import build_optimizer, train_epochs, train_step
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda")
@@ -49,7 +49,7 @@ def test_training_on_cuda_learns(tmp_path):
 
 
 def test_teacher_cache_lives_on_the_device(tmp_path):
-    from bench.data.datasets import load_cifar
+    from bench.data.datasets.registry import load_cifar
 
     splits = load_cifar(DATA, tmp_path)
     teacher = model_zoo.create("resnet8", num_classes=10).to(CUDA).eval()

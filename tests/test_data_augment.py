@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import augment, cifar, make_loaders, synthetic
+from bench.data import augment, make_loaders
+from bench.data.datasets import cifar, synthetic
 from bench.spec import DataSpec
 
 CLASSES = 10

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.data import make_loaders
-from bench.data.ffcv_backend import (
+from bench.data.backends.ffcv_backend import (
     FfcvLoader,
     beton_path,
     check_beton,

@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from bench.data import make_loaders
-from bench.data.datasets import dataset_hash
-from bench.data.imagefolder import folder_hash, resized_crop_params
+from bench.data.datasets.imagefolder import folder_hash
+from bench.data.datasets.registry import dataset_hash
+from bench.data.folder_transforms import resized_crop_params
 from bench.errors import DataError
 from bench.spec import DataSpec
 

@@ -13,9 +13,10 @@ import torch
 
 import methods
 import model_zoo
-from bench.data import cifar, make_loaders, synthetic
+from bench.data import make_loaders
+from bench.data.datasets import cifar, synthetic
+from bench.engine.train import build_optimizer, train_epochs
 from bench.spec import DataSpec, Recipe
-from bench.train import build_optimizer, train_epochs
 
 CLASSES = 10
 PI = np.roll(np.arange(CLASSES), 3)  # a fixed permutation with no fixed point

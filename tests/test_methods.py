@@ -176,10 +176,9 @@ def test_register_method_adds_a_method_and_refuses_a_second_one_by_the_same_name
 
     try:
 
-        @methods.register_method("half_ce")
+        @methods.register_method("half_ce", needs=methods.Needs(teacher=False))
         class HalfCE(methods.Method):
             Params = HalfParams
-            requires_teacher = False
 
             def terms(self, student, teacher, target, epoch):
                 return {"ce": self.params.scale * F.cross_entropy(student, target)}
@@ -222,7 +221,7 @@ def test_method_is_a_module_with_teacher_flag_and_prepare_hook():
     for name in methods.available():
         method = methods.create(name)
         assert isinstance(method, torch.nn.Module)
-        assert method.requires_teacher == (name != "ce")
+        assert method.needs.teacher == (name != "ce")
         assert method.prepare({"anything": 1}) is None
 
 

@@ -9,10 +9,10 @@ import methods
 import model_zoo
 from bench.__main__ import main
 from bench.data import make_loaders
+from bench.engine.train import build_optimizer, train_epochs
 from bench.perf.training import naive_train_epoch
 from bench.spec import DataSpec, Recipe
-from bench.tracking import MlflowTracker
-from bench.train import build_optimizer, train_epochs
+from bench.store.trackers import MlflowTracker
 from tests.runner_helpers import runs_by_label, write_tiny
 
 pytestmark = pytest.mark.slow

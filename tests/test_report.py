@@ -11,11 +11,11 @@ import pytest
 from matplotlib.image import imread
 
 from bench.__main__ import main
-from bench.execute import run_tags
+from bench.engine.teachers import teacher_run
 from bench.report import Results, collect, fetch_histories, pair_figures
 from bench.spec import load_matrix
-from bench.teachers import teacher_run
-from bench.tracking import FAILED, FINISHED, MlflowTracker
+from bench.store.schema import run_tags
+from bench.store.trackers import FAILED, FINISHED, MlflowTracker
 
 HASH = "feedfacecafebeef"  # the data content hash: no data is read
 T2 = 4.3027  # t_{0.975, 2}: three common seeds

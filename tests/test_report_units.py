@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.execute import run_tags
 from bench.report import write_report
-from bench.report_published import PublishedTable, load_published, not_compared_reason
-from bench.report_stats import fmt_paired, lead, paired, summarize, t_critical
+from bench.report.published import PublishedTable, load_published, not_compared_reason
+from bench.report.stats import fmt_paired, lead, paired, summarize, t_critical
 from bench.spec import DataSpec, build_matrix
-from bench.tracking import FINISHED, JsonLinesTracker
+from bench.store.schema import run_tags
+from bench.store.trackers import FINISHED, JsonLinesTracker
 
 # t_{0.975, df} from statistical tables, beyond the hard-coded 1..30
 T_BEYOND = {31: 2.0395, 40: 2.0211, 60: 2.0003, 120: 1.9799, 1000: 1.9623}

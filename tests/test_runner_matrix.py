@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from bench.__main__ import main
-from bench.runner import in_shard
-from bench.spec import load_matrix
-from bench.tracking import FAILED, FINISHED, MlflowTracker
+from bench.engine.binding import load_matrix
+from bench.engine.runner import in_shard
+from bench.store.trackers import FAILED, FINISHED, MlflowTracker
 from tests.runner_helpers import runs_by_label, same_weights, weights_of, write_tiny
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench.__main__ import main
-from bench.tracking import FINISHED, JsonLinesTracker
+from bench.store.trackers import FINISHED, JsonLinesTracker
 from tests.runner_helpers import bench_cli, write_tiny
 
 pytestmark = pytest.mark.slow
@@ -54,8 +54,8 @@ def test_print_spec_shows_the_resolved_cell(tmp_path, capsys):
 
 
 def test_bf16_on_cpu_is_a_different_execution_of_the_same_cell(tmp_path):
-    from bench.spec import load_matrix
-    from bench.tracking import MlflowTracker
+    from bench.engine.binding import load_matrix
+    from bench.store.trackers import MlflowTracker
 
     matrix = write_tiny(tmp_path, methods="[dkd]")
     workdir = tmp_path / "work"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bench.tracking import FINISHED, KILLED, MlflowTracker
+from bench.store.trackers import FINISHED, KILLED, MlflowTracker
 from tests.runner_helpers import bench_cli, runs_by_label, same_weights, weights_of, write_tiny
 
 pytestmark = pytest.mark.slow

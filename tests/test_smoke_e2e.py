@@ -6,8 +6,8 @@ import re
 import pytest
 
 from bench.__main__ import main
-from bench.spec import load_matrix
-from bench.tracking import FINISHED, MlflowTracker
+from bench.engine.binding import load_matrix
+from bench.store.trackers import FINISHED, MlflowTracker
 
 pytestmark = pytest.mark.slow
 

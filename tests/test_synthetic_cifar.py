@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from bench.data import cifar, synthetic
+from bench.data.datasets import cifar, synthetic
 from bench.errors import DataError
 
 

@@ -8,9 +8,8 @@ from torch import nn
 import methods
 import model_zoo
 from bench.data.augment import CIFAR100_MEAN, CIFAR100_STD, augment_batch, augment_params
-from bench.data.datasets import load_cifar
-from bench.spec import DataSpec
-from bench.teacher_cache import (
+from bench.data.datasets.registry import load_cifar
+from bench.engine.teacher_cache import (
     VARIANTS,
     CachedTeacher,
     TeacherLogitCache,
@@ -19,6 +18,7 @@ from bench.teacher_cache import (
     variant_id,
     variant_params,
 )
+from bench.spec import DataSpec
 
 SYN = {"classes": 5, "train_per_class": 6, "test_per_class": 2, "seed": 4}
 

@@ -5,7 +5,7 @@ import torch
 
 import model_zoo
 from bench.__main__ import main
-from bench.tracking import FINISHED, MlflowTracker
+from bench.store.trackers import FINISHED, MlflowTracker
 from tests.runner_helpers import write_tiny
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,12 @@ from typing import Any
 import torch
 
 from bench.data.augment import PAD, augment_params
-from bench.data.datasets import CIFAR_DATASETS, DATASETS, IMAGE_FOLDER_DATASETS, load_cifar
-from bench.errors import SpecError
-
-BACKENDS = ("torch", "gpu", "ffcv")
+from bench.data.backends import ffcv_backend
+from bench.data.backends.gpu_backend import GpuLoader
+from bench.data.backends.torch_backend import SampleLoader, TorchLoader
+from bench.data.datasets.imagefolder import FolderSamples, load_folder
+from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, default_root, load_cifar
+from bench.spec import check_backend
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Loaders:
     content_hash: str
     seed: int
     augment: bool = True
+    train_size: int = 0  # train samples (after the subset)
 
     def variants(self, epoch: int, indices: torch.Tensor):
         """The (dx, dy, flip) each sample of a train batch received (teacher-logit cache)."""
@@ -77,36 +80,30 @@ def make_loaders(
     workdir: Path,
     test_batch_size: int | None = None,
 ) -> Loaders:
+    """The one place that dispatches over dataset x backend."""
     test_batch_size = test_batch_size or batch_size
-    if data.backend not in BACKENDS:
-        raise SpecError(
-            f"data.backend '{data.backend}' is not available; expected one of {BACKENDS}"
-        )
+    check_backend(data)
+    workdir = Path(workdir)
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        from bench.data.imagefolder import make_imagefolder_loaders
-
-        return make_imagefolder_loaders(
-            data,
+        return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir)
+    splits = load_cifar(data, workdir)
+    if data.backend == "ffcv":
+        train, test = ffcv_backend.make_ffcv_loaders(
+            splits,
+            workdir=workdir,
+            dataset=data.dataset,
             batch_size=batch_size,
             test_batch_size=test_batch_size,
             seed=seed,
+            augment=data.augment,
+            num_workers=data.num_workers,
             device=device,
-            workdir=Path(workdir),
         )
-    if data.dataset not in CIFAR_DATASETS:
-        raise SpecError(
-            f"data.dataset '{data.dataset}' has no loader; expected one of {', '.join(DATASETS)}"
-        )
-    splits = load_cifar(data, workdir)
-    if data.backend in ("torch", "gpu"):
+    else:
         if data.backend == "torch":
-            from bench.data.torch_backend import TorchLoader as loader_cls
-
-            options = {"num_workers": data.num_workers}
+            loader_cls, options = TorchLoader, {"num_workers": data.num_workers}
         else:
-            from bench.data.gpu_backend import GpuLoader as loader_cls
-
-            options = {}
+            loader_cls, options = GpuLoader, {}
         train, test = _split_loaders(
             loader_cls,
             splits,
@@ -117,13 +114,28 @@ def make_loaders(
             device=device,
             **options,
         )
-    else:
-        from bench.data.ffcv_backend import make_ffcv_loaders
+    return Loaders(
+        train,
+        test,
+        splits.num_classes,
+        splits.content_hash,
+        seed,
+        data.augment,
+        len(splits.train_labels),
+    )
 
-        train, test = make_ffcv_loaders(
-            splits,
-            workdir=Path(workdir),
-            dataset=data.dataset,
+
+def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path) -> Loaders:
+    splits = load_folder(
+        default_root(data, workdir), data.subset_per_class, data.test_subset_per_class
+    )
+    if data.backend == "ffcv":
+        train, test = ffcv_backend.make_ffcv_imagefolder_loaders(
+            splits.root,
+            splits.content_hash,
+            splits.train_keep,
+            splits.test_keep,
+            workdir=workdir,
             batch_size=batch_size,
             test_batch_size=test_batch_size,
             seed=seed,
@@ -131,4 +143,21 @@ def make_loaders(
             num_workers=data.num_workers,
             device=device,
         )
-    return Loaders(train, test, splits.num_classes, splits.content_hash, seed, data.augment)
+    else:
+        train, test = (
+            SampleLoader(
+                FolderSamples(samples, keep, seed, train=is_train, augment=data.augment),
+                batch_size=batch,
+                seed=seed,
+                train=is_train,
+                num_workers=data.num_workers,
+                device=device,
+            )
+            for samples, keep, batch, is_train in (
+                (splits.train_samples, splits.train_keep, batch_size, True),
+                (splits.test_samples, splits.test_keep, test_batch_size, False),
+            )
+        )
+    return Loaders(
+        train, test, splits.num_classes, splits.content_hash, seed, True, len(splits.train_keep)
+    )

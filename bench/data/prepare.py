@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data import cifar
-from bench.data.datasets import (
+from bench.data.backends.ffcv_backend import ensure_cifar_betons, ensure_imagefolder_betons
+from bench.data.datasets import cifar
+from bench.data.datasets.imagefolder import SPLIT_FOLDERS, check_folder
+from bench.data.datasets.registry import (
     CIFAR_DATASETS,
     IMAGE_FOLDER_DATASETS,
     content_hash,
@@ -30,20 +32,14 @@ def prepare(data, workdir: Path) -> list[Path]:
             cifar.verify_md5(root)
         files = [cifar.split_files(root)[name] for name in ("train", "test", "meta")]
         if data.backend == "ffcv":
-            from bench.data.ffcv_backend import ensure_cifar_betons
-
             digest = content_hash(root, data.dataset)
             betons = ensure_cifar_betons(root, data.dataset, digest, workdir, repair=True)
             files += list(betons.values())
         return files
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        from bench.data.imagefolder import SPLIT_FOLDERS, check_folder
-
         root = check_folder(default_root(data, workdir))
         files = [root / folder for folder in SPLIT_FOLDERS.values()]
         if data.backend == "ffcv":
-            from bench.data.ffcv_backend import ensure_imagefolder_betons
-
             digest = content_hash(root, data.dataset)
             files += list(ensure_imagefolder_betons(root, digest, workdir, repair=True).values())
         return files

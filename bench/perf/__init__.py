@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.environment import device_name
+from bench.engine.environment import device_name
 
 
 def _machine(device: torch.device) -> str:

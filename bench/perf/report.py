@@ -25,8 +25,8 @@ def _curve(final: float, epoch: int, epochs: int, rng: random.Random) -> float:
 
 def populate(tracker, matrix, epochs: int, seed: int = 0) -> int:
     """Log every cell of `matrix` as a finished run with per-epoch metrics; returns the count."""
-    from bench.execute import run_tags
-    from bench.tracking import FINISHED
+    from bench.store.schema import run_tags
+    from bench.store.trackers import FINISHED
 
     rng = random.Random(seed)
     batch = getattr(getattr(tracker, "client", None), "log_batch", None)
@@ -81,7 +81,7 @@ def populate(tracker, matrix, epochs: int, seed: int = 0) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bench.report import Results, collect, fetch_histories, write_report
     from bench.spec import load_matrix
-    from bench.tracking import MlflowTracker
+    from bench.store.trackers import MlflowTracker
 
     parser = argparse.ArgumentParser(prog="python -m bench.perf.report")
     parser.add_argument("--runs", type=int, default=1000)

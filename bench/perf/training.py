@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import methods
 import model_zoo
 from bench.data.augment import CIFAR100_MEAN, CIFAR100_STD
-from bench.data.datasets import load_cifar
+from bench.data.datasets.registry import load_cifar
+from bench.engine.train import TeacherForward, build_optimizer, train_step
 from bench.spec import DataSpec, Recipe
-from bench.train import TeacherForward, build_optimizer, train_step
 
 
 @dataclass
@@ -199,7 +199,7 @@ def measure_kdbench(
     setup_s = 0.0
     teacher: Callable = TeacherForward(teacher_model)
     if cache != "none":
-        from bench.teacher_cache import CachedTeacher, load_or_build
+        from bench.engine.teacher_cache import CachedTeacher, load_or_build
 
         splits = load_cifar(_data_spec(setup, backend), setup.workdir)
         started = time.perf_counter()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench import faults
+from bench.engine import faults
 from bench.errors import RunFailed
 from bench.spec import Recipe
 
@@ -40,11 +40,17 @@ class TeacherForward:
             return self.model(images)
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
+def build_optimizer(
+    model: nn.Module, recipe: Recipe, device: torch.device, method: nn.Module | None = None
+) -> torch.optim.SGD:
+    """SGD over the student's parameters and those a method learns (student ∪ method)."""
     # fused on CUDA (one kernel for all parameters); CPU keeps the reference implementation
     options = {"fused": True} if device.type == "cuda" else {}
+    parameters = list(model.parameters())
+    if method is not None:
+        parameters += list(method.parameters())
     return torch.optim.SGD(
-        model.parameters(),
+        parameters,
         lr=recipe.lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,

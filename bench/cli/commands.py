@@ -1,4 +1,8 @@
-"""The commands behind `python -m bench`; argparse namespaces in, exit codes out."""
+"""The commands behind `python -m bench`; argparse namespaces in, exit codes out.
+
+Each command loads only the layers it uses (inside the command), so `bench list` and a spec
+error answer without importing the training engine.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import SpecError
-from bench.spec import Matrix, load_matrix, select, shipped_matrices
+from bench.spec import Matrix, RunSpec, load_matrix, parse_data, select, shipped_matrices
 from bench.workdir import resolve_workdir
 
 REPORTS = Path("reports")
@@ -26,6 +30,7 @@ def _device(name: str | None) -> torch.device:
 
 
 def _matrix(args: argparse.Namespace, device: torch.device) -> Matrix:
+    """The matrix as the spec describes it: validated and expanded, the data not yet read."""
     return load_matrix(
         args.matrix,
         overrides=args.overrides,
@@ -34,47 +39,82 @@ def _matrix(args: argparse.Namespace, device: torch.device) -> Matrix:
         device=device.type,
         teacher_cache=getattr(args, "teacher_cache", "none"),
         precision=getattr(args, "precision", None),
-        workdir=resolve_workdir(args.workdir),
     )
 
 
+def _with_present_data(matrix: Matrix, workdir: Path) -> tuple[Matrix, str]:
+    """The matrix keyed by the data already on disk, or unkeyed with the reason (nothing is
+    generated or downloaded)."""
+    from bench.data.datasets.registry import absent_reason, present_hash
+
+    data_hash = present_hash(matrix.data, workdir)
+    if data_hash is None:
+        return matrix, absent_reason(matrix.data, workdir)
+    return matrix.bind_data_hash(data_hash), ""
+
+
+def _print_spec(runs: list[RunSpec], unkeyed_reason: str) -> None:
+    for run in runs:
+        keys = (
+            {"cell_key": run.cell_key, "run_key": run.run_key}
+            if run.keyed
+            else {"cell_key": None, "run_key": None, "keys": f"not yet: {unkeyed_reason}"}
+        )
+        print(json.dumps({"name": run.name, **keys, "cell": run.cell()}, indent=2, sort_keys=True))
+
+
+def _dry_run(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard) -> None:
+    from bench.engine import runner
+    from bench.store.trackers import open_tracker
+
+    matrix, unkeyed_reason = _with_present_data(matrix, workdir)
+    if unkeyed_reason:
+        runs = [run for run in matrix.runs if runner.in_shard(run, shard)]
+        for run in runs:
+            print(f"{'to run':8}  {'(unkeyed)':16}  {run.name}")
+        print(f"{len(runs)} cells: {len(runs)} to run; {_by_method(runs)}")
+        print(f"cell keys not computed yet: {unkeyed_reason}")
+        return
+    cells = runner.plan(matrix, open_tracker(args.tracking, workdir), workdir, shard)
+    for cell in cells:
+        print(f"{cell.state:8}  {cell.run.cell_key}  {cell.run.name}")
+    counts = {s: sum(c.state == s for c in cells) for s in sorted({c.state for c in cells})}
+    print(
+        f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f"; {_by_method([c.run for c in cells])}"
+    )
+
+
+def _by_method(runs: list[RunSpec]) -> str:
+    labels: dict[str, int] = {}
+    for run in runs:
+        labels[run.method.label] = labels.get(run.method.label, 0) + 1
+    return ", ".join(f"{label} {n}" for label, n in labels.items())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import runner
-    from bench.tracking import open_tracker
+    from bench.engine import runner
 
     device = _device(args.device)
     workdir = resolve_workdir(args.workdir)
     matrix = _matrix(args, device)
     shard = runner.parse_shard(args.shard)
     if args.print_spec:
+        matrix, unkeyed_reason = _with_present_data(matrix, workdir)
         chosen = select(matrix.runs, args.print_spec)
         if not chosen:
             raise SpecError(
                 f"--print-spec '{args.print_spec}': no cell matches; "
                 "use --dry-run to list cell names"
             )
-        for run in chosen:
-            print(
-                json.dumps(
-                    {
-                        "name": run.name,
-                        "cell_key": run.cell_key,
-                        "run_key": run.run_key,
-                        "cell": run.cell(),
-                    },
-                    indent=2,
-                    sort_keys=True,
-                )
-            )
+        _print_spec(chosen, unkeyed_reason)
         return 0
-    tracker = open_tracker(args.tracking, workdir)
     if args.dry_run:
-        cells = runner.plan(matrix, tracker, workdir, shard)
-        for cell in cells:
-            print(f"{cell.state:8}  {cell.run.cell_key}  {cell.run.name}")
-        counts = {s: sum(c.state == s for c in cells) for s in sorted({c.state for c in cells})}
-        print(f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        _dry_run(matrix, args, workdir, shard)
         return 0
+    from bench.store.trackers import open_tracker
+
+    tracker = open_tracker(args.tracking, workdir)
     print(
         f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) on {device.type}; "
         f"tracking {tracker.describe()}"
@@ -103,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import load_report_matrix, report_files, write_report
     from bench.spec import read_matrix_yaml
-    from bench.tracking import open_tracker
+    from bench.store.trackers import open_tracker
 
     read_matrix_yaml(args.matrix)  # an unknown matrix fails here, before the store is opened
     workdir = resolve_workdir(args.workdir)
@@ -116,7 +156,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         seeds=args.seeds,
         subset_per_class=args.subset_per_class,
-        workdir=workdir,
     )
     out = Path(args.out) if args.out else REPORTS / matrix.name
     fmt = getattr(args, "format", "md")
@@ -138,7 +177,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         for name in methods.available():
             params = methods.resolve_params(name)
-            print(f"{name:6} " + ", ".join(f"{k}={v}" for k, v in params.items()))
+            needs = methods.needs(name)
+            wanted = [k for k, v in vars(needs).items() if v]
+            print(
+                f"{name:6} " + ", ".join(f"{k}={v}" for k, v in params.items())
+                + f"  (needs: {', '.join(wanted) or 'nothing'})"
+            )
     else:
         import model_zoo
 
@@ -171,9 +215,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from bench.data.prepare import prepare
 
     if args.dataset:
-        from bench.spec import DataSpec, validate_data
-
-        data = validate_data(DataSpec(dataset=args.dataset, root=args.root, backend=args.backend))
+        values = {"dataset": args.dataset, "root": args.root, "backend": args.backend}
+        data = parse_data(values)
     else:
         data = _matrix(args, torch.device("cpu")).data
     for path in prepare(data, resolve_workdir(args.workdir)):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.data import cifar, synthetic
+from bench.data.datasets import cifar, imagefolder, synthetic
 from bench.errors import DataError, SpecError
 
 CIFAR_DATASETS = ("cifar100", "synthetic")
@@ -36,12 +37,8 @@ def default_root(data, workdir: Path) -> Path:
     if data.root:
         return Path(data.root).expanduser()
     if data.dataset == "synthetic":
-        return Path(workdir) / "data" / synthetic_config(data).folder_name()
+        return Path(workdir) / "data" / data.synthetic_config.folder_name()
     return Path(workdir) / "data" / data.dataset
-
-
-def synthetic_config(data) -> synthetic.SyntheticConfig:
-    return synthetic.SyntheticConfig(**dict(data.synthetic or {}))
 
 
 def content_hash(root: Path, dataset: str) -> str:
@@ -50,9 +47,7 @@ def content_hash(root: Path, dataset: str) -> str:
     Image folders hash their sorted file list with sizes instead (cheap for ImageNet's 1.3M files).
     """
     if dataset in IMAGE_FOLDER_DATASETS:
-        from bench.data.imagefolder import folder_hash
-
-        return folder_hash(root)
+        return imagefolder.folder_hash(root)
     if dataset not in CIFAR_DATASETS:
         raise SpecError(f"content hash: unknown dataset '{dataset}'; valid: {', '.join(DATASETS)}")
     digest = hashlib.sha256()
@@ -70,7 +65,7 @@ def ensure_cifar(data, workdir: Path, download: bool = True) -> Path:
     """Generate synthetic data on first use; download real CIFAR-100 where the network allows."""
     root = default_root(data, workdir)
     if data.dataset == "synthetic":
-        return synthetic.generate(root, synthetic_config(data))
+        return synthetic.generate(root, data.synthetic_config)
     if not cifar.split_files(root)["train"].is_file() and download:
         try:
             cifar.download(root)
@@ -105,12 +100,36 @@ def load_cifar(data, workdir: Path) -> CifarSplits:
 def dataset_hash(data, workdir: Path) -> str:
     """The content hash that enters cell keys (data is generated or downloaded if needed)."""
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        from bench.data.imagefolder import check_folder
-
-        return content_hash(check_folder(default_root(data, workdir)), data.dataset)
+        return content_hash(imagefolder.check_folder(default_root(data, workdir)), data.dataset)
     if data.dataset not in CIFAR_DATASETS:
         raise SpecError(
             f"data.dataset '{data.dataset}': no loader in this version of kdbench; "
             f"expected one of {', '.join(DATASETS)}"
         )
     return content_hash(ensure_cifar(data, workdir), data.dataset)
+
+
+def present_hash(data, workdir: Path) -> str | None:
+    """The content hash of data already on disk, or None: nothing is generated or downloaded
+    (for `--dry-run` and `--print-spec` on a machine without the data)."""
+    root = default_root(data, workdir)
+    if data.dataset in IMAGE_FOLDER_DATASETS:
+        present = all((root / folder).is_dir() for folder in imagefolder.SPLIT_FOLDERS.values())
+    else:
+        present = all(path.is_file() for path in cifar.split_files(root).values())
+    if present:
+        return content_hash(root, data.dataset)
+    if data.dataset == "synthetic":  # a pure function of its config: made and hashed in a temp dir
+        with tempfile.TemporaryDirectory(prefix="kdbench-synthetic-") as scratch:
+            folder = synthetic.generate(Path(scratch) / "data", data.synthetic_config)
+            return content_hash(folder, data.dataset)
+    return None
+
+
+def absent_reason(data, workdir: Path) -> str:
+    root = default_root(data, workdir)
+    if data.dataset == "synthetic":
+        return f"synthetic data not generated yet under {root} (made on the first run)"
+    if data.dataset == "cifar100":
+        return f"CIFAR-100 not under {root} yet (downloaded on the first run, or set data.root)"
+    return f"no image folder at {root} (expected train/ and val/; set data.root)"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.errors import SpecError
+
 EXPERIMENT = "kdbench"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
@@ -253,6 +255,4 @@ def open_tracker(kind: str, workdir: Path) -> Tracker:
         return MlflowTracker(workdir)
     if kind == "none":
         return JsonLinesTracker(workdir)
-    from bench.errors import SpecError
-
     raise SpecError(f"--tracking '{kind}': expected mlflow or none")

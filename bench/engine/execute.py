@@ -7,6 +7,7 @@ from the checkpoint whatever the tracker missed, so no step is ever logged twice
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import platform
 import socket
@@ -19,14 +20,16 @@ from torch import nn
 
 import methods
 import model_zoo
-from bench import checkpoint, faults
-from bench.data import make_loaders
-from bench.environment import environment_tags, pip_freeze
+from bench.data import Loaders, make_loaders
+from bench.data.datasets.registry import load_cifar
+from bench.engine import checkpoint, faults, teacher_cache
+from bench.engine.environment import environment_tags, pip_freeze
+from bench.engine.train import TeacherForward, build_optimizer, train_epochs
 from bench.errors import BenchError, RunFailed
-from bench.keys import canonical_json
-from bench.spec import RunSpec
-from bench.tracking import FAILED, FINISHED, KILLED, RUNNING
-from bench.train import TeacherForward, build_optimizer, train_epochs
+from bench.files import atomic_write_text
+from bench.spec import DataSpec, RunSpec
+from bench.store.schema import run_tags
+from bench.store.trackers import FAILED, FINISHED, KILLED, RUNNING
 
 
 @dataclass
@@ -56,25 +59,16 @@ def checkpoint_path(workdir: Path, run: RunSpec) -> Path:
     return Path(workdir) / "checkpoints" / f"{run.run_key}.pt"
 
 
-_LOADERS: dict[str, object] = {}
-
-
-def loaders_for(run: RunSpec, device: torch.device, workdir: Path):
+def loaders_for(run: RunSpec, device: torch.device, workdir: Path) -> Loaders:
     """Loaders shared by the runs of one process that read the same data the same way."""
-    key = canonical_json(
-        [dataclasses.asdict(run.data), run.recipe.batch_size, run.seed, str(device), str(workdir)]
+    return _loaders(run.data, run.recipe.batch_size, run.seed, str(device), str(workdir))
+
+
+@functools.lru_cache(maxsize=8)
+def _loaders(data: DataSpec, batch_size: int, seed: int, device: str, workdir: str) -> Loaders:
+    return make_loaders(
+        data, batch_size=batch_size, seed=seed, device=torch.device(device), workdir=Path(workdir)
     )
-    if key not in _LOADERS:
-        if len(_LOADERS) >= 8:
-            _LOADERS.pop(next(iter(_LOADERS)))
-        _LOADERS[key] = make_loaders(
-            run.data,
-            batch_size=run.recipe.batch_size,
-            seed=run.seed,
-            device=device,
-            workdir=Path(workdir),
-        )
-    return _LOADERS[key]
 
 
 class _NanInjection(nn.Module):
@@ -91,26 +85,6 @@ class _NanInjection(nn.Module):
         return terms
 
 
-def run_tags(run: RunSpec, role: str, teacher: LoadedTeacher | None) -> dict[str, str]:
-    tags = {
-        "run_key": run.run_key,
-        "cell_key": run.cell_key,
-        "role": role,
-        "matrix": run.matrix,
-        "method": run.method.name,
-        "method_label": run.method.label,
-        "student": run.student,
-        "seed": str(run.seed),
-        "pairs": ",".join(run.pairs),
-        "subset": str(run.data.is_subset).lower(),
-        "mlflow.runName": run.name,
-    }
-    if teacher is not None:
-        tags["teacher"] = teacher.arch
-        tags["teacher_sha256"] = teacher.sha256
-    return tags
-
-
 def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[str, float]:
     return {
         "last_top1": history["test/top1"],
@@ -121,34 +95,56 @@ def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[st
     }
 
 
-_CACHES: dict[str, object] = {}
-
-
 def _teacher_logits(run: RunSpec, teacher: LoadedTeacher | None, loaders, device, workdir: Path):
     """The teacher forward per batch, or lookups in the exact teacher-logit cache."""
     if teacher is None:
         return None
     if run.execution.teacher_cache == "none":
         return TeacherForward(teacher.model)
-    from bench import teacher_cache
-    from bench.data.datasets import load_cifar
+    cache = _logit_cache(teacher, run.data, run.data_hash, run.execution, str(device), workdir)
+    return teacher_cache.CachedTeacher(cache, loaders.variants)
 
-    key = f"{teacher.sha256}:{run.data_hash}:{run.execution.teacher_cache}:{device}"
-    if key not in _CACHES:
-        splits = load_cifar(run.data, workdir)
-        _CACHES.clear()  # one cache in memory at a time: CIFAR-100's is 1.6 GB
-        _CACHES[key] = teacher_cache.load_or_build(
-            teacher.model,
-            teacher_sha=teacher.sha256,
-            data_hash=run.data_hash,
-            images=splits.train_images,
-            file_index=splits.train_index,
-            dtype=run.execution.teacher_cache,
+
+@functools.lru_cache(maxsize=1)  # one cache in memory at a time: CIFAR-100's is 1.6 GB
+def _logit_cache(teacher: LoadedTeacher, data, data_hash: str, execution, device: str, workdir):
+    splits = load_cifar(data, workdir)
+    return teacher_cache.load_or_build(
+        teacher.model,
+        teacher_sha=teacher.sha256,
+        data_hash=data_hash,
+        images=splits.train_images,
+        file_index=splits.train_index,
+        dtype=execution.teacher_cache,
+        device=torch.device(device),
+        workdir=workdir,
+        precision=execution.precision,
+    )
+
+
+def _build_method(run: RunSpec, loaders: Loaders, teacher, device) -> methods.Method:
+    """The run's method, prepared with the frozen teacher and the data facts, on the device."""
+    method = methods.create(run.method.name, num_classes=loaders.num_classes, **run.method.params)
+    needs = method.needs
+    model = teacher.model if teacher is not None else None
+    method.prepare(
+        methods.MethodContext(
+            num_classes=loaders.num_classes,
+            train_size=loaders.train_size,
+            dataset=run.data.dataset,
             device=device,
-            workdir=workdir,
-            precision=run.execution.precision,
+            teacher=model,
+            teacher_classifier=classifier_of(model) if needs.teacher_classifier else None,
         )
-    return teacher_cache.CachedTeacher(_CACHES[key], loaders.variants)
+    )
+    return method.to(device)
+
+
+def classifier_of(model: nn.Module | None) -> nn.Linear:
+    """The last linear layer of a model: its classifier."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)] if model else []
+    if not linears:
+        raise RunFailed("the method needs the teacher's classifier, and the teacher has no Linear")
+    return linears[-1]
 
 
 def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role: str) -> str:
@@ -165,8 +161,8 @@ def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role:
         return run_id
     run_id = tracker.start(run.name, run.flat_params(), run_tags(run, role, teacher))
     spec_file = workdir / "specs" / f"{run.run_key}.json"
-    spec_file.parent.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(
+    atomic_write_text(
+        spec_file,
         json.dumps(
             {
                 "run_key": run.run_key,
@@ -183,7 +179,7 @@ def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role:
     )
     tracker.log_artifact(run_id, spec_file)
     freeze = workdir / "specs" / "environment.txt"
-    freeze.write_text(pip_freeze())
+    atomic_write_text(freeze, pip_freeze())
     tracker.log_artifact(run_id, freeze)
     tags = environment_tags(device)
     tags.update({"host": socket.gethostname(), "python": platform.python_version()})
@@ -227,10 +223,10 @@ def execute_run(
     channels_last = run.execution.memory_format == "channels_last"
     if channels_last:
         student = student.to(memory_format=torch.channels_last)
-    method = methods.create(run.method.name, num_classes=loaders.num_classes, **run.method.params)
+    method = _build_method(run, loaders, teacher, device)
     nan_epoch = faults.nan_from_epoch(run.name)
     loss_fn = _NanInjection(method, nan_epoch) if nan_epoch is not None else method
-    optimizer = build_optimizer(student, run.recipe, device)
+    optimizer = build_optimizer(student, run.recipe, device, method)
     teacher_logits = _teacher_logits(run, teacher, loaders, device, workdir)
     teacher_sha = teacher.sha256 if teacher is not None else None
 

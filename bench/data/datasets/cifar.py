@@ -1,7 +1,7 @@
 """CIFAR-100 in torchvision's on-disk format (`cifar-100-python/{train,test,meta}` pickles).
 
 Real files are checked against torchvision's md5 sums (and downloaded where the network allows);
-generated files (bench.data.synthetic) take the same reader with `verify_md5=False`.
+generated files (bench.data.datasets.synthetic) take the same reader with `verify_md5=False`.
 """
 
 from __future__ import annotations

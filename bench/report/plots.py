@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.report_stats import Summary
+from bench.report.stats import Summary
 
 History = list[tuple[int, float]]  # (epoch, value)
 

@@ -25,7 +25,7 @@ from bench.data.augment import (
     crop_flip,
     normalize,
 )
-from bench.keys import short_hash
+from bench.spec.keys import short_hash
 
 VARIANTS = CROP_POSITIONS * CROP_POSITIONS * 2
 DTYPES = {"float16": torch.float16, "float32": torch.float32}

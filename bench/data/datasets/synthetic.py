@@ -11,30 +11,18 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.data import cifar
+from bench.data.datasets import cifar
+from bench.spec import SyntheticConfig
+
+__all__ = ["SyntheticConfig", "generate"]
 
 MARKER = "kdbench_synthetic.json"
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    classes: int = 10
-    train_per_class: int = 100
-    test_per_class: int = 20
-    seed: int = 0
-    noise: float = 20.0
-
-    def folder_name(self) -> str:
-        return (
-            f"synthetic-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
-            f"-s{self.seed}-n{self.noise:g}"
-        )
 
 
 def _class_patterns(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import signal
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
+from bench.engine.binding import bind_data
+from bench.engine.execute import Outcome, RefusedResume, checkpoint_path, execute_run
+from bench.engine.teachers import TeacherFailed, prepare_teacher
 from bench.errors import SpecError
-from bench.execute import Outcome, RefusedResume, checkpoint_path, execute_run
 from bench.locks import try_lock
-from bench.spec import Matrix, RunSpec
-from bench.teachers import TeacherFailed, prepare_teacher, teacher_run
-from bench.tracking import FAILED, FINISHED
+from bench.spec import Matrix, RunSpec, teacher_run
+from bench.store.cell_state import BLOCKED, FAILED_STATE, FINISHED_STATE, cell_state
+from bench.store.trackers import FAILED, FINISHED, reconnect
 
-DONE, RESUME, TO_RUN, FAILED_STATE, BLOCKED = "done", "resume", "to run", "failed", "blocked"
+# The runner's view of a cell: the store's state, plus whether a checkpoint waits to resume.
+DONE, RESUME, TO_RUN = FINISHED_STATE, "resume", "to run"
 
 
 @dataclass
@@ -26,6 +32,7 @@ class Cell:
     run: RunSpec
     state: str
     run_id: str | None = None
+    reason: str = ""  # why a failed cell failed, as recorded
 
 
 @dataclass
@@ -59,41 +66,37 @@ def in_shard(run: RunSpec, shard: tuple[int, int] | None) -> bool:
     return shard is None or int(run.cell_key, 16) % shard[1] == shard[0]
 
 
-def _records_by_run_key(tracker) -> dict:
-    """One read of the store: each run_key's FINISHED record if it has one, else any record."""
-    records: dict = {}
+def _records_by_run_key(tracker) -> dict[str, list]:
+    """One read of the store: every record, grouped by run_key."""
+    records: dict[str, list] = defaultdict(list)
     for record in tracker.search():
         key = record.tags.get("run_key")
-        if key and (key not in records or record.status == FINISHED):
-            records[key] = record
+        if key:
+            records[key].append(record)
     return records
 
 
 def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
+    """Each cell of the shard with its state: the store's rule (`cell_state`) for this
+    execution (run_key), and `resume` where a checkpoint of an unfinished run waits."""
     records = _records_by_run_key(tracker)
     cells = []
     for run in matrix.runs:
         if not in_shard(run, shard):
             continue
-        record = records.get(run.run_key)
-        if record is not None and record.status == FINISHED:
-            cells.append(Cell(run, DONE, record.run_id))
-        elif run.teacher is not None and _teacher_failed(run, records):
-            cells.append(Cell(run, BLOCKED))
+        teacher_records = None
+        if run.teacher is not None and run.teacher.trained_here:
+            teacher_records = records.get(teacher_run(run.teacher, run).run_key, [])
+        found = cell_state(records.get(run.run_key, []), teacher_records)
+        run_id = found.record.run_id if found.record else None
+        if found.state in (DONE, BLOCKED, FAILED_STATE):
+            reason = f"epoch {found.epoch}: {found.reason}" if found.epoch else found.reason
+            cells.append(Cell(run, found.state, run_id, reason))
         elif checkpoint_path(workdir, run).is_file():
-            cells.append(Cell(run, RESUME, record.run_id if record else None))
-        elif record is not None and record.status == FAILED:
-            cells.append(Cell(run, FAILED_STATE, record.run_id))
+            cells.append(Cell(run, RESUME, run_id))
         else:
             cells.append(Cell(run, TO_RUN))
     return cells
-
-
-def _teacher_failed(run: RunSpec, records: dict) -> bool:
-    if run.teacher.checkpoint:
-        return False
-    record = records.get(teacher_run(run.teacher, run).run_key)
-    return record is not None and record.status == FAILED
 
 
 class _StopFlag:
@@ -120,10 +123,6 @@ def _claim(workdir: Path, run: RunSpec):
 
 
 def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results) -> None:
-    import torch
-
-    from bench.tracking import reconnect
-
     tracker = reconnect(tracker_address)
     device = torch.device(device)
     stop = _StopFlag()
@@ -154,8 +153,6 @@ def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results
 
 def _execute_isolated(run: RunSpec, *, tracker, workdir: Path, device, stop) -> Outcome:
     """The cell in a fresh process: a device error or leaked state cannot touch the next cell."""
-    import multiprocessing
-
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     child = context.Process(
@@ -188,6 +185,7 @@ def run_matrix(
     log: Callable[[str], None] = tqdm.write,
 ) -> Summary:
     summary = Summary()
+    matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, shard)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
     for cell in cells:
@@ -196,11 +194,7 @@ def run_matrix(
         elif cell.state == BLOCKED and not retry_failed:
             summary.blocked.append((cell.run.name, "teacher failed (rerun with --retry-failed)"))
         elif cell.state == FAILED_STATE and not retry_failed:
-            record = tracker.find(cell.run.run_key)
-            reason = record.tags.get("failure_reason", "failed")
-            if "failure_epoch" in record.tags:
-                reason = f"epoch {record.tags['failure_epoch']}: {reason}"
-            summary.failed.append((cell.run.name, reason + " (rerun with --retry-failed)"))
+            summary.failed.append((cell.run.name, cell.reason + " (rerun with --retry-failed)"))
     todo = [c for c in cells if c.state in runnable]
     if not todo:
         log(

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
 import model_zoo
+from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
+from bench.engine.train import evaluate
 from bench.errors import BenchError
-from bench.execute import LoadedTeacher, execute_run, loaders_for
-from bench.keys import short_hash
+from bench.files import atomic_write, atomic_write_text
 from bench.locks import file_lock
-from bench.spec import MethodSpec, RunSpec, TeacherSpec
-from bench.tracking import FINISHED
-from bench.train import evaluate
+from bench.spec import RunSpec, TeacherSpec, teacher_run
+from bench.spec.keys import short_hash
+from bench.store.trackers import FINISHED
 
 
 class TeacherFailed(BenchError):
     """The teacher could not be trained or loaded; its students are blocked."""
-
-
-def teacher_run(teacher: TeacherSpec, student_run: RunSpec) -> RunSpec:
-    """The teacher's own training run: CE on the same data, with the teacher recipe and seed."""
-    return dataclasses.replace(
-        student_run,
-        teacher=None,
-        student=teacher.arch,
-        method=MethodSpec("ce", "teacher", {}),
-        recipe=teacher.recipe,
-        seed=teacher.seed,
-        pairs=(),
-        role="teacher",
-    )
 
 
 def _teacher_file(workdir: Path, key: str) -> Path:
@@ -51,10 +36,7 @@ def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
         top1 = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]
         scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
         scores[key] = top1
-        scores_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = scores_file.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
-        tmp.replace(scores_file)
+        atomic_write_text(scores_file, json.dumps(scores, indent=1, sort_keys=True))
     return float(scores[key])
 
 
@@ -88,7 +70,7 @@ def prepare_teacher(
     log=print,
 ) -> LoadedTeacher:
     run = teacher_run(teacher, student_run)
-    num_classes = loaders_for(run, device, workdir).num_classes
+    num_classes = run.data.num_classes or loaders_for(run, device, workdir).num_classes
     channels_last = run.execution.memory_format == "channels_last"
     if teacher.checkpoint or teacher.pretrained:
         path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
@@ -131,9 +113,8 @@ def prepare_teacher(
                 raise TeacherFailed(
                     f"teacher {teacher.arch} {outcome.status.lower()}: {outcome.reason}"
                 )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(outcome.weights, target.with_suffix(".tmp"))
-            target.with_suffix(".tmp").replace(target)
+            with atomic_write(target, "wb") as handle, open(outcome.weights, "rb") as source:
+                shutil.copyfileobj(source, handle)
             record = tracker.find(run.run_key)
         else:
             log(f"teacher {teacher.arch}: already trained ({target.name})")

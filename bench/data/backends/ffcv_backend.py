@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.datasets import cifar
+from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
+from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
 from bench.errors import DataError, SpecError
 from bench.locks import file_lock
 
@@ -252,8 +255,6 @@ def ensure_cifar_betons(
     root: Path, dataset: str, content_hash: str, workdir: Path, *, repair: bool = False
 ) -> dict[str, Path]:
     """The train and test .beton files of a CIFAR-format folder, written on first use."""
-    from bench.data import cifar
-
     import_ffcv()
     paths = {}
     for split in SPLITS:
@@ -464,8 +465,6 @@ def write_imagefolder_beton(
     from ffcv.fields import IntField, RGBImageField
     from torchvision.datasets.folder import find_classes, make_dataset
 
-    from bench.data.imagefolder import image_extensions
-
     _, class_to_idx = find_classes(str(folder))
     samples = make_dataset(str(folder), class_to_idx, extensions=image_extensions())
     fields = {
@@ -498,8 +497,6 @@ def ensure_imagefolder_betons(
     repair: bool = False,
 ) -> dict[str, Path]:
     """The train and test (val/) .beton files of an image folder, written on first use."""
-    from bench.data.imagefolder import SPLIT_FOLDERS
-
     import_ffcv()
     options = imagefolder_options(max_resolution, jpeg_quality)
     paths = {}
@@ -519,8 +516,6 @@ def ensure_imagefolder_betons(
 
 
 def _imagenet_transform(seed: int, augment: bool) -> Transform:
-    from bench.data.imagefolder import imagenet_normalize, shared_flip
-
     def transform(images: torch.Tensor, epoch: int, rows: torch.Tensor) -> torch.Tensor:
         if augment:
             images = shared_flip(images, seed, epoch, rows)
@@ -547,8 +542,6 @@ def make_ffcv_imagefolder_loaders(
     of ratio 224/256 (= Resize 256 + CenterCrop 224); both normalized with ImageNet mean/std."""
     import_ffcv()
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-
-    from bench.data.imagefolder import RESIZE, RESOLUTION
 
     paths = ensure_imagefolder_betons(root, content_hash, workdir)
     size = (RESOLUTION, RESOLUTION)

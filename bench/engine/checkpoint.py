@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench import faults
+from bench.engine import faults
+from bench.files import atomic_write, remove_with_temps
 
 
 def atomic_save(obj: Any, path: Path, *, fault_epoch: int | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if fault_epoch is not None:
-        faults.check("rename", fault_epoch)
-    os.replace(tmp, path)
+    with atomic_write(Path(path), "wb") as handle:
+        torch.save(obj, handle)
+        if fault_epoch is not None:
+            handle.flush()
+            faults.check("rename", fault_epoch)
 
 
 def load(path: Path) -> dict:
@@ -31,7 +26,4 @@ def load(path: Path) -> dict:
 
 def remove(path: Path) -> None:
     """Delete a checkpoint and any temp file a killed writer left beside it."""
-    path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        stale.unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
+    remove_with_temps(path)

@@ -1,0 +1,148 @@
+"""The command line: parse arguments, call the command, print errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import BenchError, SpecError
+
+EPILOG = """examples:
+  python -m bench run --matrix smoke              train the smoke matrix (CPU, minutes)
+  python -m bench report --matrix smoke           write reports/smoke/README.md and runs.csv
+  python -m bench run --matrix cifar100_full --dry-run
+  python -m bench list models                     the model zoo
+"""
+
+
+def _matrix_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--matrix", default="smoke", help="shipped matrix name or path to a .yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any matrix field, e.g. --set recipe.epochs=2 (repeatable)",
+    )
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--subset-per-class", type=int, help="train on the first N images per class")
+    p.add_argument(
+        "--workdir",
+        help="data, checkpoints and the MLflow store (default $KDBENCH_HOME or ~/.cache/kdbench)",
+    )
+    p.add_argument(
+        "--tracking",
+        choices=["mlflow", "none"],
+        default="mlflow",
+        help="mlflow (sqlite in the workdir, or $MLFLOW_TRACKING_URI) or none (JSON lines)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="kdbench: train and compare logit knowledge-distillation methods.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train every cell of a matrix (skips finished ones)")
+    _matrix_options(run)
+    run.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and their state")
+    run.add_argument(
+        "--print-spec",
+        metavar="CELL",
+        help="print the resolved spec of matching cells "
+        "(glob on the run name, or a cell_key/run_key)",
+    )
+    run.add_argument("--retry-failed", action="store_true", help="rerun cells that failed")
+    run.add_argument(
+        "--isolate", action="store_true", help="run each cell in its own process (for CUDA)"
+    )
+    run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
+    run.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="autocast precision, losses stay float32 (default: bf16 on CUDA, fp32 on CPU; bf16 "
+        "on a CPU with AMX is ~3x faster)",
+    )
+    run.add_argument(
+        "--teacher-cache",
+        choices=["none", "float16", "float32"],
+        default="none",
+        help="CIFAR: look teacher logits up in a cache of all 162 augmentation variants per "
+        "image, computed once per teacher (part of run_key)",
+    )
+
+    report = sub.add_parser("report", help="write the comparison report of a matrix")
+    _matrix_options(report)
+    report.add_argument("--out", help="output folder (default reports/<matrix>)")
+    report.add_argument(
+        "--metric",
+        choices=["last", "best"],
+        default="last",
+        help="primary number: last-epoch or best-epoch top-1",
+    )
+    report.add_argument(
+        "--format",
+        choices=["md", "html", "latex"],
+        default="md",
+        help="README.md always; html adds README.html, latex adds tables.tex",
+    )
+
+    perf = sub.add_parser("perf", help="measure training speed against a naive loop")
+    perf.add_argument("--pair", default="resnet56:resnet20", help="TEACHER:STUDENT")
+    perf.add_argument("--method", default="dkd")
+    perf.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    perf.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    perf.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
+    perf.add_argument("--batch-size", type=int, default=64)
+    perf.add_argument("--classes", type=int, default=100, help="classes of the generated data")
+    perf.add_argument("--per-class", type=int, default=20, help="train images per class")
+    perf.add_argument("--backends", default="torch,gpu,ffcv", help="comma-separated")
+    perf.add_argument("--compile", action="store_true", help="also time torch.compile")
+    perf.add_argument("--losses", action="store_true", help="time the loss methods only")
+    perf.add_argument("--data", action="store_true", help="time the data backends only")
+    perf.add_argument("--json", help="write the results here (default: print only)")
+    perf.add_argument("--workdir")
+
+    data = sub.add_parser("data", help="prepare datasets: download/generate, write FFCV .beton")
+    data.add_argument("action", choices=["prepare"])
+    data.add_argument(
+        "dataset",
+        nargs="?",
+        help="cifar100, synthetic, imagenet or imagefolder "
+        "(prepared for the ffcv backend); default: the data of --matrix",
+    )
+    data.add_argument("--root", help="where the dataset is (default: under the workdir)")
+    data.add_argument("--backend", default="ffcv", choices=["torch", "gpu", "ffcv"])
+    data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")
+    data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    data.add_argument("--workdir")
+
+    listing = sub.add_parser("list", help="list models, methods or matrices")
+    listing.add_argument("what", choices=["models", "methods", "matrices"])
+    listing.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from bench.cli import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+

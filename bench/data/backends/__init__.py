@@ -1,0 +1,1 @@
+"""Backends: batches of a dataset on the device (torch DataLoader, in-memory tensors, FFCV)."""

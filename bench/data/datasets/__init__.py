@@ -1,0 +1,1 @@
+"""Datasets: files on disk, their content hashes and in-memory splits."""

@@ -1,0 +1,145 @@
+"""ImageNet and any image folder: `<root>/train/<class>/*` and `<root>/val/<class>/*`.
+
+The content hash is the sorted file list with sizes: cheap for ImageNet's 1.3M files, and a
+changed, added or removed file changes it. Samples are keyed by (position, epoch) so the crop and
+flip of `folder_transforms` are a pure function of seed, epoch and file index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from bench.data.datasets.cifar import first_per_class
+from bench.data.folder_transforms import (
+    RESIZE,
+    RESOLUTION,
+    imagenet_normalize,
+    resized_crop_params,
+    shared_flip,
+)
+from bench.errors import DataError
+
+SPLIT_FOLDERS = {"train": "train", "test": "val"}
+
+
+def image_extensions() -> tuple[str, ...]:
+    return IMG_EXTENSIONS
+
+
+def check_folder(root: Path) -> Path:
+    """`root` if it holds train/ and val/ class folders, else a one-line DataError."""
+    root = Path(root).expanduser()
+    for split in SPLIT_FOLDERS.values():
+        if not (root / split).is_dir():
+            raise DataError(
+                f"image folder not found: {root / split} (expected {root}/train/<class>/* and "
+                f"{root}/val/<class>/*; set data.root)"
+            )
+    return root
+
+
+def folder_hash(root: Path) -> str:
+    """sha256 of the sorted (split/relative path, size) list of the image files."""
+    root = check_folder(root)
+    extensions = image_extensions()
+    digest = hashlib.sha256()
+    for split in sorted(SPLIT_FOLDERS.values()):
+        base = root / split
+        entries = []
+        for folder, dirs, files in os.walk(base, followlinks=True):
+            dirs.sort()
+            for name in files:
+                if name.lower().endswith(extensions):
+                    path = Path(folder) / name
+                    entries.append((path.relative_to(root).as_posix(), path.stat().st_size))
+        for rel, size in sorted(entries):
+            digest.update(f"{rel}\t{size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_folder(root: Path, split: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image of `split` ('train' or 'test'), in torchvision's order."""
+    base = check_folder(root) / SPLIT_FOLDERS[split]
+    try:
+        classes, class_to_idx = find_classes(str(base))
+        samples = make_dataset(str(base), class_to_idx, extensions=image_extensions())
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"image folder {base}: {exc}".replace("\n", " ")) from None
+    return samples, classes
+
+
+class FolderSamples(Dataset):
+    """Items keyed by (position, epoch): (image float [3,224,224], label, file index)."""
+
+    def __init__(self, samples, positions, seed: int, train: bool, augment: bool):
+        self.samples, self.positions = samples, positions
+        self.seed, self.train, self.augment = seed, train, augment and train
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, key: tuple[int, int]):
+        position, epoch = key
+        index = int(self.positions[position])
+        path, label = self.samples[index]
+        with Image.open(path) as handle:
+            image = handle.convert("RGB")
+        if self.augment:
+            top, left, h, w = resized_crop_params(
+                self.seed, epoch, index, image.height, image.width
+            )
+            image = F.resized_crop(image, top, left, h, w, [RESOLUTION, RESOLUTION], antialias=True)
+            pixels = F.pil_to_tensor(image).unsqueeze(0)
+            pixels = shared_flip(pixels, self.seed, epoch, torch.tensor([index]))
+        else:
+            image = F.center_crop(F.resize(image, RESIZE, antialias=True), RESOLUTION)
+            pixels = F.pil_to_tensor(image).unsqueeze(0)
+        reported = index if self.train else position
+        return imagenet_normalize(pixels)[0], label, reported
+
+
+@dataclass(frozen=True)
+class FolderSplits:
+    """The samples of train/ and val/ and the positions a subset keeps (first N per class)."""
+
+    root: Path
+    train_samples: list[tuple[str, int]]
+    test_samples: list[tuple[str, int]]
+    train_keep: np.ndarray
+    test_keep: np.ndarray
+    num_classes: int
+    content_hash: str
+
+
+def load_folder(root: Path, subset_per_class, test_subset_per_class) -> FolderSplits:
+    root = check_folder(root)
+    train_samples, classes = read_folder(root, "train")
+    test_samples, test_classes = read_folder(root, "test")
+    if test_classes != classes:
+        raise DataError(
+            f"image folder {root}: val/ has classes {len(test_classes)} that differ from "
+            f"train/ ({len(classes)}); expected the same class folders"
+        )
+    labels = {
+        name: np.array([y for _, y in samples], dtype=np.int64)
+        for name, samples in (("train", train_samples), ("test", test_samples))
+    }
+    return FolderSplits(
+        root,
+        train_samples,
+        test_samples,
+        first_per_class(labels["train"], subset_per_class),
+        first_per_class(labels["test"], test_subset_per_class),
+        len(classes),
+        folder_hash(root),
+    )

@@ -1,0 +1,26 @@
+"""Binding a matrix to its data: the engine reads (generates, downloads) the data once and puts
+its content hash into every cell key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench import spec
+from bench.data.datasets.registry import dataset_hash
+from bench.spec import Matrix
+from bench.workdir import resolve_workdir
+
+
+def bind_data(matrix: Matrix, workdir: Path) -> Matrix:
+    """`matrix` with the content hash of its data in every key (the data is made ready first)."""
+    if matrix.keyed:
+        return matrix
+    return matrix.bind_data_hash(dataset_hash(matrix.data, Path(workdir)))
+
+
+def load_matrix(
+    name_or_path: str, *, workdir: str | os.PathLike | None = None, **options
+) -> Matrix:
+    """`bench.spec.load_matrix` with the data hash bound: a matrix ready to run."""
+    return bind_data(spec.load_matrix(name_or_path, **options), resolve_workdir(workdir))

@@ -1,0 +1,55 @@
+"""Leaderboard: pairs x methods, mean ± std (n) of the primary and the other metric."""
+
+from __future__ import annotations
+
+from bench.report.collect import CellResult, Results, other_metric
+from bench.report.render import Block, Heading, Para, Table, bold
+from bench.report.sections import ReportContext, report_section
+from bench.report.stats import fmt_summary, lead, summarize
+from bench.spec import Matrix
+
+
+def leaderboard(matrix: Matrix, results: list[CellResult] | Results, metric: str) -> list[list]:
+    """Rows: teacher (re-scored top-1), student, then mean ± std (n) per method label; the best
+    cell is wrapped in ⟦ ⟧ where its lead over the runner-up is clear (see `lead`)."""
+    if not isinstance(results, Results):
+        results = Results(matrix, results)
+    rows = []
+    for pair in matrix.pairs:
+        teacher, student = pair
+        score = results.teacher_score(pair)
+        row = [f"{teacher} ({score})" if score else teacher, student]
+        values = results.row_values(pair, metric)
+        top = lead(values)
+        for label in matrix.method_labels:
+            text = fmt_summary(summarize(list(values[label].values())))
+            row.append(bold(text) if top is not None and top.clear and label == top.best else text)
+        rows.append(row)
+    return rows
+
+
+def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
+    headers = ["teacher (top-1)", "student"] + list(matrix.method_labels)
+    other = other_metric(metric)
+    note = (
+        "Cells: mean ± sample std (n finished seeds) of the {m}-epoch test top-1 (%); the "
+        "teacher's re-scored test top-1 is beside its name. **Bold**: the best method of the row, "
+        "only where its lead over the runner-up is clear: the paired difference best − runner-up "
+        "over their common seeds has a 95% interval whose lower bound is above 0 (see the leads "
+        "table below). '—': no finished run."
+    )
+    return [
+        Heading(f"Leaderboard: {metric}-epoch test top-1 (%)"),
+        Para(note.format(m=metric)),
+        Table(headers, leaderboard(matrix, results, metric), name=f"leaderboard_{metric}",
+              caption=f"{matrix.name}: {metric}-epoch test top-1 (%), mean ± std (n)"),
+        Heading(f"{other.capitalize()}-epoch test top-1 (%)", 3),
+        Table(headers, leaderboard(matrix, results, other), name=f"leaderboard_{other}",
+              caption=f"{matrix.name}: {other}-epoch test top-1 (%), mean ± std (n)"),
+    ]  # fmt: skip
+
+
+
+@report_section(20)
+def leaderboard_blocks(ctx: ReportContext) -> list[Block]:
+    return leaderboard_section(ctx.matrix, ctx.results, ctx.metric)

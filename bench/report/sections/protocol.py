@@ -1,0 +1,159 @@
+"""Protocol: what was run, on what, with which versions; the method parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from bench.report.collect import DONE, Results, other_metric, pair_label, pair_title
+from bench.report.render import Block, Bullets, Heading, Table
+from bench.report.sections import ReportContext, report_section
+from bench.spec import Matrix
+from bench.store.cell_state import BLOCKED, FAILED_STATE, MISSING, UNFINISHED
+
+
+def _distinct(values: list[str]) -> str:
+    counts = Counter(v for v in values if v)
+    if not counts:
+        return "not recorded"
+    if len(counts) == 1:
+        return f"`{next(iter(counts))}`"
+    return ", ".join(f"`{v}` ({n} runs)" for v, n in counts.most_common())
+
+
+def _recipe_text(recipe) -> str:
+    return (
+        f"{recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr:g} momentum "
+        f"{recipe.momentum:g}{' (Nesterov)' if recipe.nesterov else ''}, weight decay "
+        f"{recipe.weight_decay:g}, lr × {recipe.lr_decay:g} after epochs "
+        f"{', '.join(str(m) for m in recipe.milestones) or '(none)'}"
+    )
+
+
+def _dataset_text(matrix: Matrix) -> str:
+    data = matrix.data
+    text = f"`{data.dataset}`"
+    if data.dataset == "synthetic":
+        text += f" (generated, CIFAR-100 format, {data.synthetic or 'defaults'})"
+    if data.is_subset:
+        text += (
+            f", **subset**: {data.subset_per_class or 'all'} train / "
+            f"{data.test_subset_per_class or 'all'} test images per class"
+        )
+    else:
+        text += ", full train and test sets"
+    hashes = sorted({r.data_hash for r in matrix.runs})
+    text += f"; content hash `{', '.join(hashes)}`; augmentation {'on' if data.augment else 'off'}"
+    return text
+
+
+def _teacher_text(matrix: Matrix, results: Results) -> str:
+    parts = []
+    for teacher in matrix.teachers:
+        if teacher.checkpoint:
+            how = f"loaded from `{teacher.checkpoint}` (sha256 {teacher.checkpoint_sha256[:12]})"
+        elif teacher.pretrained:
+            how = f"pretrained weights {teacher.pretrained}"
+        else:
+            how = f"trained with CE ({teacher.recipe.epochs} epochs, seed {teacher.seed})"
+        scores = sorted(
+            {
+                s
+                for t, st in matrix.pairs
+                if t == teacher.arch
+                for s in [results.teacher_score((t, st))]
+                if s
+            }
+        )
+        score = f", re-scored test top-1 {'/'.join(scores)}" if scores else ""
+        failed = any(c.state == BLOCKED for c in results.cells if c.run.teacher == teacher)
+        parts.append(f"{teacher.arch}: {how}{score}{' — **failed**' if failed else ''}")
+    return "; ".join(parts) or "none"
+
+
+def _pair_recipes(matrix: Matrix) -> list[str]:
+    notes = []
+    base = dataclasses.asdict(matrix.recipe)
+    for teacher, student in matrix.pairs:
+        label = pair_label(teacher, student)
+        recipe = next((r.recipe for r in matrix.runs if label in r.pairs), matrix.recipe)
+        diff = {k: v for k, v in dataclasses.asdict(recipe).items() if base[k] != v}
+        if diff:
+            changes = ", ".join(f"{k} {v}" for k, v in diff.items())
+            notes.append(f"{pair_title(teacher, student)}: {changes}")
+    return notes
+
+
+def _method_table(matrix: Matrix) -> Table:
+    rows = []
+    for label in matrix.method_labels:
+        runs = [r for r in matrix.runs if r.method.label == label]
+        keys = sorted({k for r in runs for k in r.method.params})
+        parts = []
+        for key in keys:
+            values = sorted({str(r.method.params.get(key)) for r in runs})
+            parts.append(
+                f"{key}={values[0]}"
+                if len(values) == 1
+                else f"{key}=per pair ({', '.join(values)})"
+            )
+        rows.append([label, runs[0].method.name, ", ".join(parts) or "—"])
+    return Table(["method", "loss", "parameters"], rows, name="methods")
+
+
+def protocol_section(
+    matrix: Matrix, results: Results, metric: str, tracker_description: str
+) -> list[Block]:
+    done = results.finished_records
+    params = [r.params for r in done]
+    tags = [r.tags for r in done]
+    counts = Counter(c.state for c in results.cells)
+    state_text = ", ".join(
+        f"{counts[s]} {s}" for s in (DONE, FAILED_STATE, BLOCKED, UNFINISHED, MISSING) if counts[s]
+    )
+    other = other_metric(metric)
+    items = [
+        f"Matrix `{matrix.name}` from `{matrix.source}`: {len(matrix.pairs)} pairs × "
+        f"{len(matrix.method_labels)} methods × {len(matrix.seeds)} seeds = "
+        f"{len(matrix.runs)} cells ({state_text}).",
+        f"Dataset: {_dataset_text(matrix)}.",
+        f"Student recipe: {_recipe_text(matrix.recipe)}.",
+    ]
+    overrides = _pair_recipes(matrix)
+    if overrides:
+        items.append("Per-pair recipe: " + "; ".join(overrides) + ".")
+    items += [
+        f"Teachers: {_teacher_text(matrix, results)}.",
+        f"Seeds: {', '.join(str(s) for s in matrix.seeds)} (a seed fixes the student's "
+        "initialisation and the data order, the same for every method).",
+        f"Primary number: the **{metric}-epoch** test top-1 (%), mean ± sample std over seeds "
+        f"(n = finished seeds); the {other}-epoch mean is reported beside it. mdistiller keeps "
+        "the best test top-1 over all epochs, CRD reports the last epoch: the two are never "
+        "mixed here.",
+        "Data backend "
+        + _distinct([p.get("backend", "") for p in params])
+        + ", device "
+        + _distinct([p.get("device", "") for p in params])
+        + " ("
+        + _distinct([t.get("device_name", "") for t in tags])
+        + "), precision "
+        + _distinct([p.get("precision", "") for p in params])
+        + ".",
+        "kdbench "
+        + _distinct([t.get("kdbench_version", "") for t in tags])
+        + ", git SHA "
+        + _distinct([t.get("git_sha", "") for t in tags])
+        + ", torch "
+        + _distinct([t.get("version.torch", "") for t in tags])
+        + ", mlflow "
+        + _distinct([t.get("version.mlflow", "") for t in tags])
+        + ".",
+        f"Runs read from `{tracker_description}`.",
+    ]
+    return [Heading("Protocol"), Bullets(items), _method_table(matrix)]
+
+
+
+@report_section(10)
+def protocol(ctx: ReportContext) -> list[Block]:
+    return protocol_section(ctx.matrix, ctx.results, ctx.metric, ctx.tracker.describe())

@@ -1,0 +1,166 @@
+"""Writing a report: README.md (sections in order), runs.csv, plots; html or LaTeX on request."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from bench.errors import SpecError
+from bench.files import atomic_write, atomic_write_text
+from bench.report.collect import DONE, METRICS, CellResult, Results, collect
+from bench.report.published import PublishedTable, load_published
+from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, to_latex, to_markdown
+from bench.report.sections import ReportContext, sections
+from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
+from bench.store.schema import FINAL_METRICS
+from bench.store.trackers import RunRecord
+
+FORMATS = ("md", "html", "latex")
+RECORD_TAGS = (
+    "failure_reason",
+    "failure_epoch",
+    "teacher_sha256",
+    "subset",
+    "device_name",
+    "git_sha",
+    "kdbench_version",
+    "version.torch",
+    "resume_count",
+)
+
+
+def write_runs_csv(results: list[CellResult], path: Path) -> None:
+    """One line per cell of the matrix: its run's parameters, final metrics and tags."""
+    fixed = ["cell_key", "run_key", "run_id", "name", "status", "state", "reason", "attempts",
+             "pairs"]  # fmt: skip
+    params: list[dict] = []
+    for r in results:
+        merged = {k: str(v) for k, v in r.run.flat_params().items()}
+        if r.record is not None:
+            merged.update(r.record.params)
+        params.append(merged)
+    param_keys = sorted({k for p in params for k in p} - set(fixed) - set(FINAL_METRICS))
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(fixed + param_keys + list(FINAL_METRICS) + list(RECORD_TAGS))
+        for r, p in zip(results, params, strict=True):
+            metrics = r.record.metrics if r.record else {}
+            tags = r.record.tags if r.record else {}
+            writer.writerow(
+                [
+                    r.run.cell_key,
+                    tags.get("run_key", r.run.run_key),
+                    r.record.run_id if r.record else "",
+                    r.run.name,
+                    r.record.status if r.record else "MISSING",
+                    r.state,
+                    r.reason,
+                    r.attempts,
+                    ";".join(r.run.pairs),
+                ]
+                + [p.get(k, "") for k in param_keys]
+                + [metrics.get(k, "") for k in FINAL_METRICS]
+                + [tags.get(k, "") for k in RECORD_TAGS]
+            )
+
+
+def build_blocks(ctx: ReportContext) -> list[Block]:
+    blocks: list[Block] = [Heading(f"kdbench report: {ctx.matrix.name}", 1)]
+    if ctx.matrix.description.strip():
+        blocks.append(Para(ctx.matrix.description.strip()))
+    for section in sections():
+        blocks += section(ctx)
+    return blocks
+
+
+def write_report(
+    matrix: Matrix,
+    tracker,
+    out_dir: Path,
+    metric: str = "last",
+    fmt: str = "md",
+    records: list[RunRecord] | None = None,
+) -> Path:
+    """Write README.md, runs.csv and plots/ (plus README.html or tables.tex) into out_dir.
+
+    `records`: the store's runs when the caller has already read them (one read, not two)."""
+    if metric not in METRICS:
+        raise SpecError(f"--metric '{metric}': expected last or best")
+    if fmt not in FORMATS:
+        raise SpecError(f"--format '{fmt}': expected {', '.join(FORMATS)}")
+    if records is None:
+        records = tracker.search()
+    if not records:
+        raise SpecError(_empty_store(tracker.describe(), matrix.name))
+    results = Results(matrix, collect(matrix, tracker, records))
+    if not any(c.state == DONE for c in results.cells):
+        raise SpecError(
+            f"no finished runs of matrix '{matrix.name}' in {tracker.describe()}; "
+            f"run `python -m bench run --matrix {matrix.name}` first"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    published = PublishedTable(load_published())
+    blocks = build_blocks(ReportContext(matrix, results, metric, published, tracker, out_dir))
+    files = ["runs.csv: one line per cell with every parameter, final metric and status"]
+    if fmt == "html":
+        files.append("README.html: this report as HTML")
+    if fmt == "latex":
+        files.append("tables.tex: the tables as LaTeX (booktabs)")
+    blocks += [Heading("Files"), Bullets(files)]
+    readme = out_dir / "README.md"
+    atomic_write_text(readme, to_markdown(blocks))
+    write_runs_csv(results.cells, out_dir / "runs.csv")
+    if fmt == "html":
+        html = to_html(blocks, f"kdbench report: {matrix.name}")
+        atomic_write_text(out_dir / "README.html", html)
+    if fmt == "latex":
+        tables = [b for b in blocks if isinstance(b, Table)]
+        atomic_write_text(out_dir / "tables.tex", "\n".join(to_latex(t) for t in tables))
+    return readme
+
+
+def _empty_store(store: str, name: str) -> str:
+    return f"no runs in {store}: nothing to report; run `python -m bench run --matrix {name}` first"
+
+
+def report_files(out_dir: Path, fmt: str) -> list[Path]:
+    """What write_report writes besides the plots."""
+    extra = {"md": [], "html": ["README.html"], "latex": ["tables.tex"]}[fmt]
+    return [Path(out_dir) / name for name in ["README.md", "runs.csv", *extra]]
+
+
+def load_report_matrix(
+    name_or_path: str,
+    records: list[RunRecord],
+    *,
+    store: str,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    subset_per_class: int | None = None,
+) -> Matrix:
+    """The matrix to report, built with the data content hash its runs were logged with, so a
+    report never reads (or downloads) data: the hash of the matrix's own runs, else any hash in
+    the store; where several, the one whose cells the store holds most of."""
+    raw, _ = read_matrix_yaml(name_or_path)
+    name = str(apply_overrides(raw, list(overrides or [])).get("name"))
+    if not records:
+        raise SpecError(_empty_store(store, name))
+    tagged = {r.params.get("data_hash") for r in records if r.tags.get("matrix") == name}
+    candidates = sorted((tagged or {r.params.get("data_hash") for r in records}) - {None})
+    if not candidates:
+        raise SpecError(f"no runs of matrix '{name}' in {store}: nothing to report")
+    cell_keys = {r.tags.get("cell_key") for r in records}
+
+    def build(data_hash: str) -> Matrix:
+        return load_matrix(
+            name_or_path,
+            overrides=overrides,
+            seeds=seeds,
+            subset_per_class=subset_per_class,
+            data_hash=data_hash,
+        )
+
+    matrices = [build(h) for h in candidates]
+    return max(matrices, key=lambda m: sum(run.cell_key in cell_keys for run in m.runs))
+

@@ -1,0 +1,427 @@
+"""A matrix YAML becomes validated, fully resolved RunSpecs: pairs x methods x seeds.
+
+Expansion reads no data and touches no network: RunSpecs carry `data_hash=None` until the engine
+binds the dataset's content hash (`Matrix.bind_data_hash`). Every error is one line naming the
+field, the bad value and what was expected (SpecError, exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import itertools
+import re
+from dataclasses import field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import methods
+import model_zoo
+from bench.errors import SpecError
+from bench.spec.keys import canonical
+from bench.spec.schema import (
+    DataSpec,
+    Execution,
+    Matrix,
+    MethodSpec,
+    Recipe,
+    RunSpec,
+    TeacherSpec,
+    check_backend,
+)
+from methods.params import params_dataclass, validate
+
+PRECISIONS = ("fp32", "bf16")
+TEACHER_CACHES = ("none", "float16", "float32")
+PUBLISHED_PRETRAINED = "IMAGENET1K_V1"
+DEFAULT_BASELINE = "kd"  # Hinton et al.: the method every logit-KD paper compares with
+
+
+@params_dataclass
+class TeacherSection:
+    recipe: dict[str, Any] = field(default_factory=dict)  # over the matrix recipe
+    seed: int = 0
+    checkpoints: dict[str, str] = field(default_factory=dict)  # model name -> file
+    pretrained: str | None = None
+
+
+@params_dataclass
+class PairEntry:
+    teacher: str
+    student: str
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method or label -> values
+    recipe: dict[str, Any] = field(default_factory=dict)  # over the matrix recipe
+    label: str | None = None
+
+
+@params_dataclass
+class MethodEntry:
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # parameter -> values, one cell each
+
+
+@params_dataclass
+class MatrixFile:
+    name: str
+    pairs: list[PairEntry]
+    methods: list[MethodEntry]
+    description: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> values
+    seeds: Any = 1
+    baseline: str | None = None  # the method label others are compared with; default kd
+
+
+def section(cls, values: Any, where: str):
+    """`cls` validated from YAML values; a bad value is a one-line SpecError."""
+    return validate(cls, values if values is not None else {}, where, make_error=SpecError)
+
+
+# ---------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 numbers: `5e-4` is a float (YAML 1.1 would read it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def shipped_matrices() -> list[str]:
+    folder = resources.files("bench.spec") / "matrices"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_matrix_yaml(name_or_path: str) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise SpecError(f"matrix file not found: {name_or_path}")
+        text, source = path.read_text(), str(path)
+    else:
+        if name_or_path not in shipped_matrices():
+            raise SpecError(
+                f"unknown matrix '{name_or_path}'; valid: {', '.join(shipped_matrices())} "
+                "(or a path to a .yaml file)"
+            )
+        text = (resources.files("bench.spec") / "matrices" / f"{name_or_path}.yaml").read_text()
+        source = f"bench/spec/matrices/{name_or_path}.yaml"
+    try:
+        raw = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise SpecError(f"matrix {source}{where}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"matrix {source}: expected a mapping at the top level")
+    return raw, source
+
+
+def apply_overrides(raw: dict, assignments: list[str]) -> dict:
+    """`--set recipe.epochs=2` style overrides on the raw matrix (values parsed as YAML)."""
+    for item in assignments:
+        if "=" not in item:
+            raise SpecError(f"--set '{item}': expected dotted.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise SpecError(f"--set '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = parse_yaml(value)
+    return raw
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def parse_data(values: Any) -> DataSpec:
+    data = section(DataSpec, values, "data.")
+    check_backend(data)
+    return data
+
+
+def _recipe(base: Recipe, values: dict, where: str) -> Recipe:
+    return section(Recipe, dataclasses.asdict(base) | dict(values), where)
+
+
+def _check_model(name: str, data: DataSpec, where: str) -> str:
+    try:
+        resolution = model_zoo.input_resolution(name)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    if resolution != data.resolution:
+        hint = " (ImageNet models carry a prefix: torchvision:, timm:, imagenet:)"
+        raise SpecError(
+            f"{where}: model '{name}' takes {resolution}px input but {data.dataset} is "
+            f"{data.resolution}px; pick a {data.resolution}px model"
+            + (hint if data.resolution == 224 else "")
+        )
+    return name
+
+
+def _seeds(raw: Any) -> tuple[int, ...]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if raw < 1:
+            raise SpecError(f"seeds: expected a positive count or a list, got {raw}")
+        return tuple(range(raw))
+    if isinstance(raw, list) and raw and all(type(s) is int for s in raw):
+        if len(set(raw)) != len(raw):
+            raise SpecError(f"seeds: duplicate seed in {raw}")
+        return tuple(raw)
+    raise SpecError(f"seeds: expected a positive count or a list of integers, got {raw!r}")
+
+
+def _method_cells(entries: list[MethodEntry]) -> list[dict]:
+    """One dict per method cell: name, label, params, where (grids expanded)."""
+    cells = []
+    for i, entry in enumerate(entries):
+        where = f"methods[{i}]"
+        if entry.name not in methods.available():
+            raise SpecError(
+                f"{where}.name: unknown method {entry.name!r}; "
+                f"available: {', '.join(methods.available())}"
+            )
+        keys = sorted(entry.grid)
+        for combo in itertools.product(*(entry.grid[k] for k in keys)):
+            params = dict(entry.params) | dict(zip(keys, combo, strict=True))
+            label = entry.label or entry.name
+            if keys:
+                label = (
+                    label.format(**params)
+                    if "{" in label
+                    else label + "_" + "_".join(f"{k}{params[k]}" for k in keys)
+                )
+            cells.append({"name": entry.name, "label": label, "params": params, "where": where})
+    labels = [c["label"] for c in cells]
+    duplicate = next((lab for lab in labels if labels.count(lab) > 1), None)
+    if duplicate:
+        raise SpecError(f"methods: label '{duplicate}' used twice; give each entry its own label")
+    return cells
+
+
+def _check_method_keys(keys, known: set[str], where: str) -> None:
+    for key in keys:
+        if key not in known:
+            raise SpecError(
+                f"{where}.{key}: not a method or label of this matrix; valid: "
+                f"{', '.join(sorted(known))}"
+            )
+
+
+class _MethodResolver:
+    """Method parameters resolved (defaults filled, validated) once per distinct input."""
+
+    def __init__(self, num_classes: int | None):
+        self.num_classes = num_classes
+        self.done: dict[str, dict] = {}
+
+    def __call__(self, name: str, params: dict, where: str) -> dict:
+        key = repr((name, sorted(params.items(), key=lambda kv: kv[0])))
+        if key not in self.done:
+            try:
+                resolved = methods.resolve_params(name, num_classes=self.num_classes, **params)
+            except methods.MethodError as exc:
+                raise SpecError(f"{where}: {exc}") from None
+            self.done[key] = canonical(resolved)
+        return self.done[key]
+
+
+def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe) -> dict:
+    if section_.pretrained is not None and section_.pretrained != PUBLISHED_PRETRAINED:
+        raise SpecError(
+            f"teacher.pretrained: '{section_.pretrained}' is not the published setting; "
+            f"expected {PUBLISHED_PRETRAINED}"
+        )
+    unused = sorted(set(section_.checkpoints) - set(archs))
+    if unused:
+        raise SpecError(
+            f"teacher.checkpoints.{unused[0]}: no pair has this teacher; "
+            f"teachers of this matrix: {', '.join(sorted(set(archs)))}"
+        )
+    teachers = {}
+    for arch in archs:
+        checkpoint = section_.checkpoints.get(arch)
+        sha = None
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+            if not path.is_file():
+                raise SpecError(f"teacher.checkpoints.{arch}: file not found: {checkpoint}")
+            sha = model_zoo.sha256_file(path)
+        teachers[arch] = TeacherSpec(
+            arch, recipe, section_.seed, checkpoint, sha, section_.pretrained
+        )
+    return teachers
+
+
+def _execution(device: str, precision: str | None, teacher_cache: str, data: DataSpec):
+    precision = precision or ("bf16" if device == "cuda" else "fp32")
+    if precision not in PRECISIONS:
+        raise SpecError(f"--precision '{precision}': expected fp32 or bf16")
+    if teacher_cache not in TEACHER_CACHES:
+        raise SpecError(f"--teacher-cache '{teacher_cache}': expected none, float16 or float32")
+    if teacher_cache != "none" and data.resolution != 32:
+        raise SpecError(
+            f"--teacher-cache: {data.dataset} has no finite set of train variants; "
+            "the cache is for CIFAR-size data"
+        )
+    return Execution(device=device, precision=precision, teacher_cache=teacher_cache)
+
+
+# ---------------------------------------------------------------- the matrix
+
+
+def load_matrix(
+    name_or_path: str,
+    *,
+    overrides: list[str] | None = None,
+    seeds: int | None = None,
+    subset_per_class: int | None = None,
+    device: str = "cpu",
+    teacher_cache: str = "none",
+    precision: str | None = None,
+    data_hash: str | None = None,
+) -> Matrix:
+    """Read, override, validate and expand a matrix; `data_hash` binds the data's content hash."""
+    raw, source = read_matrix_yaml(name_or_path)
+    raw = apply_overrides(raw, list(overrides or []))
+    if seeds is not None:
+        raw["seeds"] = seeds
+    if subset_per_class is not None:
+        raw.setdefault("data", {})["subset_per_class"] = subset_per_class
+    return build_matrix(
+        raw,
+        source,
+        device=device,
+        teacher_cache=teacher_cache,
+        precision=precision,
+        data_hash=data_hash,
+    )
+
+
+def build_matrix(
+    raw: dict,
+    source: str,
+    *,
+    device: str = "cpu",
+    teacher_cache: str = "none",
+    precision: str | None = None,
+    data_hash: str | None = None,
+) -> Matrix:
+    if isinstance(raw, dict) and isinstance(raw.get("methods"), list):
+        entries = [{"name": m} if isinstance(m, str) else m for m in raw["methods"]]
+        raw = raw | {"methods": entries}
+    spec = section(MatrixFile, raw, "")
+    if not spec.pairs or not spec.methods:
+        raise SpecError(f"{'pairs' if not spec.pairs else 'methods'}: expected a non-empty list")
+    data = parse_data(spec.data)
+    recipe = _recipe(Recipe(), spec.recipe, "recipe.")
+    teacher_recipe = _recipe(recipe, spec.teacher.recipe, "teacher.recipe.")
+    seed_list = _seeds(spec.seeds)
+    cells = _method_cells(spec.methods)
+    known = {c["name"] for c in cells} | {c["label"] for c in cells}
+    _check_method_keys(spec.method_params, {c["name"] for c in cells}, "method_params")
+    if spec.baseline is not None and spec.baseline not in known:
+        raise SpecError(
+            f"baseline: '{spec.baseline}' is not a method label of this matrix; "
+            f"valid: {', '.join(c['label'] for c in cells)}"
+        )
+
+    pairs: list[tuple[str, str, PairEntry]] = []
+    for i, pair in enumerate(spec.pairs):
+        where = f"pairs[{i}]"
+        teacher = _check_model(pair.teacher, data, f"{where}.teacher")
+        student = _check_model(pair.student, data, f"{where}.student")
+        if any(t == teacher and s == student for t, s, _ in pairs):
+            raise SpecError(f"{where}: duplicate pair {teacher} -> {student}")
+        _check_method_keys(pair.params, known, f"{where}.params")
+        pairs.append((teacher, student, pair))
+
+    teachers = _teachers(spec.teacher, [t for t, _, _ in pairs], teacher_recipe)
+    execution = _execution(device, precision, teacher_cache, data)
+    resolve = _MethodResolver(data.num_classes)
+    runs: dict[str, RunSpec] = {}
+    for teacher_arch, student, pair in pairs:
+        pair_label = f"{teacher_arch}:{student}"
+        pair_recipe = _recipe(recipe, pair.recipe, f"pair {pair_label}.recipe.")
+        for cell in cells:
+            # matrix-wide method defaults < the pair's per-method values < the entry's own
+            # (ablation) values < the pair's values for that exact label
+            params = (
+                dict(spec.method_params.get(cell["name"]) or {})
+                | dict(pair.params.get(cell["name"]) or {})
+                | dict(cell["params"])
+            )
+            if cell["label"] != cell["name"]:
+                params |= dict(pair.params.get(cell["label"]) or {})
+            where = f"{cell['where']} ({cell['label']}, pair {pair_label})"
+            method = MethodSpec(cell["name"], cell["label"], resolve(cell["name"], params, where))
+            needs_teacher = methods.needs(cell["name"]).teacher
+            for seed in seed_list:
+                run = RunSpec(
+                    matrix=spec.name,
+                    data=data,
+                    data_hash=data_hash,
+                    teacher=teachers[teacher_arch] if needs_teacher else None,
+                    student=student,
+                    method=method,
+                    recipe=pair_recipe,
+                    seed=seed,
+                    pairs=(pair_label,),
+                    execution=execution,
+                )
+                if run.run_key in runs:  # ce shared by pairs with the same student
+                    prev = runs[run.run_key]
+                    run = dataclasses.replace(prev, pairs=prev.pairs + (pair_label,))
+                runs[run.run_key] = run
+    used_teachers = {r.teacher.arch for r in runs.values() if r.teacher}
+    return Matrix(
+        name=spec.name,
+        description=spec.description,
+        data=data,
+        recipe=recipe,
+        teacher_recipe=teacher_recipe,
+        runs=tuple(runs.values()),
+        teachers=tuple(t for a, t in teachers.items() if a in used_teachers),
+        pairs=tuple((t, s) for t, s, _ in pairs),
+        method_labels=tuple(c["label"] for c in cells),
+        seeds=seed_list,
+        source=source,
+        baseline=spec.baseline or DEFAULT_BASELINE,
+    )
+
+
+def select(runs: tuple[RunSpec, ...], pattern: str) -> list[RunSpec]:
+    """Runs whose name, cell_key or run_key matches a glob (for --print-spec)."""
+    return [
+        r
+        for r in runs
+        if fnmatch.fnmatch(r.name, pattern) or (r.keyed and pattern in (r.cell_key, r.run_key))
+    ]

@@ -1,0 +1,278 @@
+"""The typed pieces of a benchmark: recipe, data, teacher, method, execution, and the RunSpec
+whose cell_key / run_key identify a result.
+
+Sections a user writes (recipe, data, synthetic) are validated by `methods.params`, the one
+validation system (pydantic, strict, unknown fields refused); their defaults sit beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from bench.errors import SpecError
+from bench.spec.keys import short_hash
+from methods.params import params_dataclass
+
+# Bump when a fix changes results, so runs made before it are never silently reused.
+PROTOCOL_VERSION = 1
+
+Positive = Annotated[int, Field(ge=1)]
+
+
+@params_dataclass
+class Recipe:
+    """SGD with step decay; CIFAR-100 defaults (mdistiller's configs/cifar100 *.yaml)."""
+
+    epochs: Positive = 240
+    batch_size: Positive = 64
+    lr: Annotated[float, Field(gt=0)] = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    nesterov: bool = False
+    milestones: tuple[Positive, ...] = (150, 180, 210)
+    lr_decay: Annotated[float, Field(gt=0)] = 0.1
+
+    def lr_at(self, epoch: int) -> float:
+        """lr = base * decay^(number of milestones < epoch), epoch 1-based."""
+        return self.lr * self.lr_decay ** sum(1 for m in self.milestones if m < epoch)
+
+
+@params_dataclass
+class SyntheticConfig:
+    """The generated dataset of `dataset: synthetic` (tests and the smoke demo)."""
+
+    classes: Annotated[int, Field(ge=2)] = 10
+    train_per_class: Positive = 100
+    test_per_class: Positive = 20
+    seed: int = 0
+    noise: Annotated[float, Field(ge=0)] = 20.0
+
+    def folder_name(self) -> str:
+        return (
+            f"synthetic-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
+            f"-s{self.seed}-n{self.noise:g}"
+        )
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    resolution: int
+    num_classes: int | None  # None: read from the data (image folders) or the synthetic config
+    backends: tuple[str, ...]
+
+
+BACKENDS = ("torch", "gpu", "ffcv")
+# `gpu` keeps the whole uint8 train split on the device: CIFAR-size data only.
+DATASETS = {
+    "cifar100": DatasetFacts(32, 100, BACKENDS),
+    "synthetic": DatasetFacts(32, None, BACKENDS),
+    "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv")),
+    "imagefolder": DatasetFacts(224, None, ("torch", "ffcv")),
+}
+
+
+@params_dataclass
+class DataSpec:
+    dataset: Literal["cifar100", "synthetic", "imagenet", "imagefolder"] = "cifar100"
+    root: str | None = None
+    backend: Literal["torch", "gpu", "ffcv"] = "torch"
+    subset_per_class: Positive | None = None
+    test_subset_per_class: Positive | None = None
+    augment: bool = True
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    synthetic: SyntheticConfig | None = None  # for dataset "synthetic"; None: the defaults
+
+    @property
+    def facts(self) -> DatasetFacts:
+        return DATASETS[self.dataset]
+
+    @property
+    def resolution(self) -> int:
+        return self.facts.resolution
+
+    @property
+    def synthetic_config(self) -> SyntheticConfig:
+        return self.synthetic or SyntheticConfig()
+
+    @property
+    def num_classes(self) -> int | None:
+        """Known from the spec alone, or None (an image folder: counted from its class folders)."""
+        if self.dataset == "synthetic":
+            return self.synthetic_config.classes
+        return self.facts.num_classes
+
+    @property
+    def is_subset(self) -> bool:
+        return self.subset_per_class is not None or self.test_subset_per_class is not None
+
+    def identity(self, content_hash: str | None) -> dict:
+        """What of the data a result depends on (not where it lives, not how it is loaded)."""
+        return {
+            "dataset": self.dataset,
+            "subset_per_class": self.subset_per_class,
+            "test_subset_per_class": self.test_subset_per_class,
+            "augment": self.augment,
+            "content_hash": content_hash,
+        }
+
+
+def check_backend(data: DataSpec) -> None:
+    """The one place that says which backend serves which dataset."""
+    if data.backend not in data.facts.backends:
+        raise SpecError(
+            f"data.backend: '{data.backend}' cannot serve {data.dataset}; "
+            f"valid for it: {', '.join(data.facts.backends)}"
+        )
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher is trained with CE (arch + recipe + seed) or loaded from a file (sha256)."""
+
+    arch: str
+    recipe: Recipe
+    seed: int = 0
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    pretrained: str | None = None  # torchvision weights tag, e.g. IMAGENET1K_V1
+
+    @property
+    def trained_here(self) -> bool:
+        return not (self.checkpoint or self.pretrained)
+
+    def identity(self) -> dict:
+        if self.pretrained and not self.checkpoint_sha256:
+            return {"arch": self.arch, "pretrained": self.pretrained}
+        if self.checkpoint_sha256:
+            return {"arch": self.arch, "sha256": self.checkpoint_sha256}
+        return {"arch": self.arch, "recipe": dataclasses.asdict(self.recipe), "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    label: str
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is executed: part of run_key, not of cell_key."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    teacher_cache: str = "none"
+    memory_format: str = "channels_last"  # faster on CPU (~1.3x for the CIFAR ResNets) and GPU
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    matrix: str
+    data: DataSpec
+    data_hash: str | None  # None until the engine (or a present dataset) binds it
+    teacher: TeacherSpec | None
+    student: str
+    method: MethodSpec
+    recipe: Recipe
+    seed: int
+    pairs: tuple[str, ...]
+    execution: Execution = Execution()
+    role: str = "student"  # or "teacher": a teacher's own CE training run
+
+    def cell(self) -> dict:
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "role": self.role,
+            "data": self.data.identity(self.data_hash),
+            "teacher": self.teacher.identity() if self.teacher else None,
+            "student": self.student,
+            "method": {"name": self.method.name, "params": self.method.params},
+            "recipe": dataclasses.asdict(self.recipe),
+            "seed": self.seed,
+        }
+
+    @property
+    def keyed(self) -> bool:
+        return self.data_hash is not None
+
+    @property
+    def cell_key(self) -> str:
+        return short_hash(self.cell())
+
+    @property
+    def run_key(self) -> str:
+        execution = dataclasses.asdict(self.execution) | {"backend": self.data.backend}
+        return short_hash({"cell": self.cell(), "execution": execution})
+
+    @property
+    def name(self) -> str:
+        teacher = f"{self.teacher.arch}->" if self.teacher else ""
+        return f"{teacher}{self.student} {self.method.label} seed{self.seed}"
+
+    def flat_params(self) -> dict[str, Any]:
+        """Every parameter of the run, flattened for the tracker."""
+        out: dict[str, Any] = {
+            "student": self.student,
+            "teacher": self.teacher.arch if self.teacher else "none",
+            "method": self.method.name,
+            "method_label": self.method.label,
+            "seed": self.seed,
+            "protocol_version": PROTOCOL_VERSION,
+            "data_hash": self.data_hash,
+            "backend": self.data.backend,
+            "device": self.execution.device,
+            "precision": self.execution.precision,
+        }
+        for k, v in dataclasses.asdict(self.data).items():
+            out[f"data.{k}"] = v
+        for k, v in dataclasses.asdict(self.recipe).items():
+            out[f"recipe.{k}"] = v
+        for k, v in self.method.params.items():
+            out[f"method.{k}"] = v
+        if self.teacher:
+            out["teacher.seed"] = self.teacher.seed
+            out["teacher.checkpoint"] = self.teacher.checkpoint or "trained"
+        return out
+
+
+def teacher_run(teacher: TeacherSpec, student_run: RunSpec) -> RunSpec:
+    """The teacher's own training run: CE on the same data, with the teacher recipe and seed."""
+    return dataclasses.replace(
+        student_run,
+        teacher=None,
+        student=teacher.arch,
+        method=MethodSpec("ce", "teacher", {}),
+        recipe=teacher.recipe,
+        seed=teacher.seed,
+        pairs=(),
+        role="teacher",
+    )
+
+
+@dataclass(frozen=True)
+class Matrix:
+    name: str
+    description: str
+    data: DataSpec
+    recipe: Recipe
+    teacher_recipe: Recipe
+    runs: tuple[RunSpec, ...]
+    teachers: tuple[TeacherSpec, ...]
+    pairs: tuple[tuple[str, str], ...]
+    method_labels: tuple[str, ...]
+    seeds: tuple[int, ...]
+    source: str
+    baseline: str = "kd"  # the method label every other method is compared with
+
+    @property
+    def keyed(self) -> bool:
+        return all(run.keyed for run in self.runs)
+
+    def bind_data_hash(self, data_hash: str) -> Matrix:
+        """The same matrix with the data content hash in every cell key."""
+        runs = tuple(dataclasses.replace(run, data_hash=data_hash) for run in self.runs)
+        return dataclasses.replace(self, runs=runs)

@@ -1,0 +1,35 @@
+"""What the store holds for a run, written by the engine and read by the report: its tags."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bench.spec import RunSpec
+
+FINAL_METRICS = ("last_top1", "last_top5", "best_top1", "best_top5", "best_epoch", "teacher_top1")
+
+
+class TeacherIdentity(Protocol):
+    arch: str
+    sha256: str
+
+
+def run_tags(run: RunSpec, role: str, teacher: TeacherIdentity | None = None) -> dict[str, str]:
+    """The tags a run is found by: its keys, its place in the matrix and its teacher."""
+    tags = {
+        "run_key": run.run_key,
+        "cell_key": run.cell_key,
+        "role": role,
+        "matrix": run.matrix,
+        "method": run.method.name,
+        "method_label": run.method.label,
+        "student": run.student,
+        "seed": str(run.seed),
+        "pairs": ",".join(run.pairs),
+        "subset": str(run.data.is_subset).lower(),
+        "mlflow.runName": run.name,
+    }
+    if teacher is not None:
+        tags["teacher"] = teacher.arch
+        tags["teacher_sha256"] = teacher.sha256
+    return tags

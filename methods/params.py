@@ -1,0 +1,94 @@
+"""Typed parameters: frozen pydantic dataclasses, validated strictly, errors as one line.
+
+The one validation system of kdbench: method parameters here, and the matrix sections of
+`bench.spec` (recipe, data, teacher) through the same `params_dataclass` and `validate`.
+Values arrive as parsed YAML/JSON, so validation runs in JSON mode: a list fills a tuple, an
+integer fills a float, and nothing else is converted ("4" is not a number, 1 is not true).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+T = TypeVar("T")
+
+# Built in code, a dataclass converts as pydantic does by default (a dict fills a nested
+# dataclass); values from a user go through `validate`, which is strict.
+CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+_EXPECTED = {
+    "float_type": "must be a finite number",
+    "finite_number": "must be a finite number",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+}
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+
+
+class ParamsError(ValueError):
+    """A value that does not fit its field; the message is one line."""
+
+
+def params_dataclass(cls: type[T]) -> type[T]:
+    """A frozen dataclass whose fields are checked strictly (unknown fields are errors)."""
+    return pydantic_dataclass(frozen=True, config=CONFIG)(cls)
+
+
+def _describe(error: dict, where: str, valid: list[str]) -> str:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    value = error.get("input")
+    kind = error["type"]
+    section = where.rstrip(".: ")
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"{section}: unknown field {path!r}; valid: {', '.join(valid) or 'none'}"
+    if kind == "missing":
+        return f"{section}: missing field {path!r}"
+    if kind == "literal_error":
+        choices = error["ctx"]["expected"].replace(" or ", ", ")
+        return f"{where}{path}={value!r} must be one of {choices}"
+    if kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        return f"{where}{path}={value!r} must be {sign} {error['ctx'][key]}"
+    expected = _EXPECTED.get(kind, error["msg"].lower().removeprefix("input should be "))
+    return f"{where}{path}={value!r} {expected}"
+
+
+def validate(
+    cls: type[T],
+    values: Any,
+    where: str,
+    *,
+    make_error: Callable[[str], Exception] = ParamsError,
+) -> T:
+    """`cls` built from plain values; `where` prefixes the field name in the one-line error
+    (e.g. "recipe." or "kd: ")."""
+    if not isinstance(values, dict):
+        raise make_error(f"{where.rstrip('.: ')}: expected a mapping, got {values!r}")
+    try:
+        text = json.dumps(values, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise make_error(f"{where.rstrip('.: ')}: {exc}") from None
+    try:
+        return TypeAdapter(cls).validate_json(text, strict=True)
+    except ValidationError as exc:
+        valid = list(getattr(cls, "__dataclass_fields__", {}))
+        raise make_error(_describe(exc.errors()[0], where, valid)) from None

@@ -1,0 +1,159 @@
+"""Imports run one way between the layers; no first-party import hides inside a function.
+
+cli → perf → engine → data, store → spec → methods, model_zoo; report → store, spec (never the
+engine: a report needs no training code). `bench/errors.py`, `bench/files.py` and
+`bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
+transforms → datasets → backends → loaders.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_PARTY = ("bench", "methods", "model_zoo")
+BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.workdir"}
+
+ALLOWED = {
+    "cli": {"perf", "engine", "report", "data", "store", "spec", "base", "methods", "model_zoo"},
+    "perf": {"engine", "report", "data", "store", "spec", "base", "methods", "model_zoo"},
+    "engine": {"data", "store", "spec", "base", "methods", "model_zoo"},
+    "report": {"store", "spec", "base"},
+    "data": {"spec", "base"},
+    "store": {"spec", "base"},
+    "spec": {"base", "methods", "model_zoo"},
+    "base": set(),
+    "methods": set(),
+    "model_zoo": set(),
+}
+# Only the command layers load a layer inside a function (so `bench list` never imports torch).
+LAZY_FIRST_PARTY_ALLOWED = {"cli", "perf"}
+DATA_ORDER = {"augment": 0, "folder_transforms": 0, "datasets": 1, "backends": 2}
+DATA_TOP = 3  # loaders, prepare, the package itself
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] in ("methods", "model_zoo"):
+        return parts[0]
+    if module in BASE_MODULES:
+        return "base"
+    if module == "bench.__main__":
+        return "cli"
+    return parts[1]
+
+
+def data_rank(module: str) -> int:
+    parts = module.split(".")
+    return DATA_ORDER.get(parts[2], DATA_TOP) if len(parts) > 2 else DATA_TOP
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported_modules(tree: ast.AST, module: str, is_package: bool):
+    """(imported module, line, inside a function) for each first-party import in `tree`."""
+    nested: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            nested |= {id(n) for n in ast.walk(node) if n is not node}
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                package = package[: len(package) - node.level + 1]
+                base = ".".join(package + ([base] if base else []))
+            names = [base]
+            if base in FIRST_PARTY or base.count(".") < 2:  # `from bench.data import cifar`
+                names = [f"{base}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] in FIRST_PARTY:
+                yield name, node.lineno, id(node) in nested
+
+
+def resolve(name: str) -> str:
+    """`bench.data.datasets.cifar` stays; `bench.errors.SpecError` becomes `bench.errors`."""
+    parts = name.split(".")
+    while parts:
+        candidate = ROOT.joinpath(*parts)
+        if candidate.with_suffix(".py").is_file() or (candidate / "__init__.py").is_file():
+            return ".".join(parts)
+        parts = parts[:-1]
+    return name
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Every import in `source` (the text of `module`) that breaks the contract."""
+    found = []
+    here = layer_of(module)
+    for name, line, in_function in imported_modules(ast.parse(source), module, is_package):
+        target = resolve(name)
+        there = layer_of(target)
+        where = f"{module}:{line} imports {target}"
+        if in_function and here not in LAZY_FIRST_PARTY_ALLOWED:
+            found.append(f"{where} inside a function (move it to the top, or fix the cycle)")
+        if there != here and there not in ALLOWED[here]:
+            found.append(f"{where}: {here} may not import {there}")
+        if here == there == "data" and data_rank(target) > data_rank(module):
+            found.append(f"{where}: data imports run transforms → datasets → backends → loaders")
+    return found
+
+
+def project_files() -> list[Path]:
+    return sorted(p for top in FIRST_PARTY for p in (ROOT / top).rglob("*.py"))
+
+
+def test_every_import_follows_the_layer_contract():
+    problems = []
+    for path in project_files():
+        problems += violations(
+            path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py"
+        )
+    assert not problems, "\n".join(problems)
+
+
+def test_every_module_belongs_to_a_known_layer():
+    for path in project_files():
+        assert layer_of(module_name(path)) in ALLOWED, path
+
+
+@pytest.mark.parametrize(
+    "module, source, expected",
+    [
+        ("bench.report.leaderboard", "from bench.engine import runner\n", "report may not"),
+        ("bench.report.sections", "import torch\nfrom bench.engine.teachers import x\n", "report"),
+        ("bench.spec.schema", "from bench.data.datasets import registry\n", "spec may not"),
+        ("bench.data.loaders", "from bench.store.trackers import FINISHED\n", "data may not"),
+        ("bench.store.trackers", "from bench.engine.execute import run_tags\n", "store may not"),
+        ("methods.kd", "from bench.spec import Recipe\n", "methods may not"),
+        ("model_zoo.vgg", "import bench.errors\n", "model_zoo may not"),
+        ("bench.data.datasets.cifar", "from bench.data.loaders import Loaders\n", "transforms"),
+        ("bench.data.augment", "from bench.data.backends import gpu_backend\n", "transforms"),
+        (
+            "bench.data.datasets.registry",
+            "def f():\n    from bench.data.datasets import imagefolder\n",
+            "inside a function",
+        ),
+        ("bench.engine.execute", "def f():\n    import methods\n", "inside a function"),
+    ],
+)
+def test_the_contract_check_catches_a_broken_edge(module, source, expected):
+    problems = violations(source, module)
+    assert problems and expected in problems[0], problems
+
+
+def test_allowed_edges_pass_the_check():
+    assert violations("from bench.spec import RunSpec\n", "bench.report.sections") == []
+    assert violations("from bench.data.augment import normalize\n", "bench.data.loaders") == []
+    assert violations("def f():\n    from bench.engine import runner\n", "bench.cli.commands") == []
