@@ -1,4 +1,5 @@
-"""Committing a file so that a reader sees the old content or the new one, never a part."""
+"""Committing a file so that a reader sees the old content or the new one, never a part:
+a temp file beside the target, fsync, rename over the target, fsync of the folder."""
 
 from __future__ import annotations
 
@@ -10,27 +11,36 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
-    """Write to a temp file beside `path`; on success fsync it, rename it over `path` and fsync
-    the folder. On an error the temp file is removed and `path` is untouched."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` for a writer that wants a file name (FFCV, a copy); committed
+    when the block ends without an error, removed when it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
+    """An open temp file beside `path` ("w" or "wb"), committed as `atomic_path` does."""
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def fsync_folder(folder: Path) -> None:

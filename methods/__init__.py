@@ -31,8 +31,10 @@ def _import_package_modules() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-def _import_plugins() -> None:
-    for folder in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+def load_plugins(folders: list[str | os.PathLike]) -> list[str]:
+    """Import each .py file of `folders` once; returns the names of the methods they added."""
+    before = set(available())
+    for folder in folders:
         for path in sorted(Path(folder).expanduser().glob("*.py")):
             name = f"kdbench_plugin_{path.stem}"
             if name in sys.modules:
@@ -41,10 +43,11 @@ def _import_plugins() -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
+    return sorted(set(available()) - before)
 
 
 _import_package_modules()
-_import_plugins()
+load_plugins([f for f in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if f])
 
 __all__ = [
     "Method",
@@ -53,6 +56,7 @@ __all__ = [
     "Needs",
     "available",
     "create",
+    "load_plugins",
     "method_class",
     "needs",
     "register_method",

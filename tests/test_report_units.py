@@ -2,6 +2,7 @@
 the like-for-like rules, and the CAKD ablation table (through a JSON-lines store)."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +19,8 @@ T_BEYOND = {31: 2.0395, 40: 2.0211, 60: 2.0003, 120: 1.9799, 1000: 1.9623}
 
 
 def test_t_critical_values():
-    assert t_critical(1) == 12.7062 and t_critical(2) == 4.3027 and t_critical(30) == 2.0423
+    for df, expected in {1: 12.7062, 2: 4.3027, 30: 2.0423}.items():
+        assert t_critical(df) == pytest.approx(expected, abs=5e-5)
     for df, expected in T_BEYOND.items():
         assert t_critical(df) == pytest.approx(expected, abs=2e-4)
     values = [t_critical(df) for df in range(1, 200)]
@@ -37,8 +39,9 @@ def test_paired_difference_uses_common_seeds_only():
     assert p.seeds == (0, 1, 2) and p.n == 3
     assert p.mean == pytest.approx(m) and p.std == pytest.approx(s)
     low, high = p.ci
-    assert low == pytest.approx(m - 4.3027 * s / math.sqrt(3))
-    assert high == pytest.approx(m + 4.3027 * s / math.sqrt(3))
+    t2 = 4.302652729749464  # t(0.975, df 2), to full precision
+    assert low == pytest.approx(m - t2 * s / math.sqrt(3))
+    assert high == pytest.approx(m + t2 * s / math.sqrt(3))
     assert p.clearly_positive == (low > 0)
     one = paired({0: 2.0}, {0: 1.0})
     assert one.ci is None and not one.clearly_positive
@@ -169,3 +172,34 @@ def test_no_ablation_table_without_cakd_variants(tmp_path):
     text = (tmp_path / "out" / "README.md").read_text()
     assert "## CAKD ablation" not in text
     assert "50.00 ± 0.00 (1)" in text
+
+
+def test_the_baseline_comes_from_the_matrix(tmp_path):
+    matrix = build_matrix(dict(ABLATION, baseline="cakd_bcd"), "test", data_hash="abc")
+    assert matrix.baseline == "cakd_bcd"
+    tracker = JsonLinesTracker(tmp_path)
+    for run in matrix.runs:
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+        last = LAST[run.method.label][run.seed]
+        tracker.log_metrics(run_id, {"last_top1": last, "best_top1": last}, step=2)
+        tracker.finish(run_id, FINISHED)
+    write_report(matrix, tracker, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    section = text[text.index("## Δ vs CAKD_BCD, paired by seed") :].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| resnet20"))
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    assert cells[2] == _delta(LAST["kd"], LAST["cakd_bcd"])  # kd − cakd_bcd
+    assert "kd − cakd_bcd" in section
+    assert "Δ vs cakd_bcd" in text[text.index("## CAKD ablation") :]
+
+
+def test_report_knows_no_method_by_name():
+    """Δ and the ablation take their methods from the matrix and the runs' parameters."""
+    import bench.report
+
+    root = Path(bench.report.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for name in ('"kd"', '"cakd"', '"bcd"', '"scd"', '"wcd"', "'kd'"):
+            assert name not in text, f"{path.name} names {name}"

@@ -170,3 +170,61 @@ def test_cifar_model_on_imagenet_is_rejected():
     raw = _with(("data",), {"dataset": "imagenet"})
     with pytest.raises(SpecError, match="32px"):
         build_matrix(raw, "test.yaml", data_hash=HASH)
+
+
+def test_expanding_a_matrix_builds_no_method(monkeypatch):
+    """Parameters are validated once by the registry; no method object is made to check them."""
+    import methods
+
+    built = []
+    original = methods.Method.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(methods.Method, "__init__", counting_init)
+    matrix = load_matrix("cifar100_ablation", data_hash=HASH)
+    assert len(matrix.runs) > 100 and built == []
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (("recipe",), {"lr": "5e-4"}, "recipe.lr='5e-4' must be a finite number"),
+        (("recipe",), {"epochs": 2.5}, "recipe.epochs=2.5 must be an integer"),
+        (("recipe",), {"momentum": 1.0}, "recipe.momentum=1.0 must be < 1"),
+        (("recipe",), {"nesterov": "yes"}, "recipe.nesterov='yes' must be true or false"),
+        (("data",), {"dataset": "synthetic", "augment": 1}, "data.augment=1 must be true"),
+        (("data",), {"dataset": "synthetic", "synthetic": {"classes": 1}}, "classes=1 must be"),
+        (("data",), {"dataset": "synthetic", "backend": "dali"}, "must be one of 'torch'"),
+        (("method_params",), {"kdd": {"temperature": 4}}, "method_params.kdd"),
+        (("pairs",), [{"teacher": "resnet20", "student": "resnet8", "params": {"kdd": {}}}],
+         "pairs[0].params.kdd"),
+        (("teacher",), {"checkpoints": {"resnet21": "t.pth"}}, "teacher.checkpoints.resnet21"),
+        (("baseline",), "fitnet", "baseline: 'fitnet'"),
+        (("methods",), [{"name": "kd", "grid": {"temperature": [1, "x"]}}], "temperature='x'"),
+    ],
+)
+def test_one_validator_names_field_value_and_expectation(path, value, expected):
+    with pytest.raises(SpecError) as info:
+        build_matrix(_with(path, value), "test.yaml", data_hash=HASH)
+    message = str(info.value)
+    assert "\n" not in message and expected in message, message
+
+
+def test_yaml_reads_exponent_floats_as_numbers(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: m\ndata: {dataset: synthetic}\nrecipe: {lr: 5e-2, weight_decay: 1e-4}\n"
+        "pairs: [{teacher: resnet20, student: resnet8}]\nmethods: [kd]\n"
+    )
+    matrix = load_matrix(str(path), data_hash=HASH)
+    assert matrix.recipe.lr == 0.05 and matrix.recipe.weight_decay == 1e-4
+
+
+def test_gpu_backend_refuses_image_folders_at_spec_time():
+    raw = _with(("data",), {"dataset": "imagefolder", "backend": "gpu"})
+    raw["pairs"] = [{"teacher": "torchvision:resnet34", "student": "torchvision:resnet18"}]
+    with pytest.raises(SpecError, match="'gpu' cannot serve imagefolder; valid for it: torch"):
+        build_matrix(raw, "test.yaml", data_hash=HASH)

@@ -318,7 +318,11 @@ def execute_run(
 
     final = _final_metrics(last_metrics, best)
     weights = workdir / "weights" / f"{run.run_key}.pt"
-    checkpoint.atomic_save({"model": student.state_dict()}, weights)
+    method_state = method.state_dict()
+    checkpoint.atomic_save(
+        {"model": student.state_dict()} | ({"method": method_state} if method_state else {}),
+        weights,
+    )
     tracker.log_artifact(run_id, weights, "weights")
     tracker.log_metrics(run_id, final, step=run.recipe.epochs)
     tracker.set_tags(run_id, {"resumable": "false"})

@@ -36,7 +36,9 @@ class Cell:
 
 
 @dataclass
-class Summary:
+class MatrixSummary:
+    """What a matrix run did, cell by cell (names, and reasons for the failed)."""
+
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -183,8 +185,8 @@ def run_matrix(
     shard=None,
     isolate: bool = False,
     log: Callable[[str], None] = tqdm.write,
-) -> Summary:
-    summary = Summary()
+) -> MatrixSummary:
+    summary = MatrixSummary()
     matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, shard)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
@@ -299,7 +301,7 @@ def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate) -> O
         run_bar.close()
 
 
-def _record(outcome: Outcome, run: RunSpec, summary: Summary, log) -> None:
+def _record(outcome: Outcome, run: RunSpec, summary: MatrixSummary, log) -> None:
     if outcome.resumed_from:
         log(
             f"{run.name}: resumed from the checkpoint of epoch {outcome.resumed_from - 1} "

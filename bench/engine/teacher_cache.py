@@ -9,7 +9,6 @@ of the teacher forward.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from bench.data.augment import (
     crop_flip,
     normalize,
 )
+from bench.files import atomic_write
 from bench.spec.keys import short_hash
 
 VARIANTS = CROP_POSITIONS * CROP_POSITIONS * 2
@@ -123,13 +123,8 @@ class CachedTeacher:
 
 
 def _save_npy_atomic(array: torch.Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         np.save(f, array.cpu().numpy())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_or_build(

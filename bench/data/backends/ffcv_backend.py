@@ -13,7 +13,6 @@ before FFCV opens it (FFCV maps it into memory and would read past the end of a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
 from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
 from bench.errors import DataError, SpecError
+from bench.files import atomic_path
 from bench.locks import file_lock
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -199,16 +199,10 @@ def _write_atomically(path: Path, fields: dict, records, *, num_workers: int, pa
     from ffcv.writer import DatasetWriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         writer = DatasetWriter(str(tmp), fields, page_size=page_size, num_workers=num_workers)
         writer.from_indexed_dataset(records)
         check_beton(tmp, len(records))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
