@@ -4,6 +4,7 @@ It trains, its parameter changes and is checkpointed, a resumed run equals an un
 bitwise, and it is reported. This file never names it: the plugin folder is the only link."""
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 import methods
 from bench.__main__ import main
 from bench.store.trackers import FINISHED, MlflowTracker
+from methods.registry import _METHODS
 from tests.runner_helpers import bench_cli, runs_by_label, same_weights, weights_of, write_tiny
 
 pytestmark = pytest.mark.slow
@@ -21,13 +23,15 @@ ENV = {methods.PLUGINS_ENV: str(PLUGINS)}
 
 
 @pytest.fixture(scope="module")
-def plugin_method() -> str:
-    added = methods.load_plugins([PLUGINS]) or [
-        name for name in methods.available() if methods.method_class(name).__module__.startswith(
-            "kdbench_plugin_")
-    ]
+def plugin_method():
+    """The method the plugin folder adds; unregistered afterwards, so other tests see the
+    methods of the package alone."""
+    added = methods.load_plugins([PLUGINS])
     assert len(added) == 1, added
-    return added[0]
+    yield added[0]
+    module = methods.method_class(added[0]).__module__
+    _METHODS.pop(added[0])
+    sys.modules.pop(module)
 
 
 def test_the_registry_declares_what_the_plugin_needs(plugin_method):

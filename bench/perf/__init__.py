@@ -11,6 +11,7 @@ import torch
 from tabulate import tabulate
 
 from bench.engine.environment import device_name
+from bench.files import atomic_write_text
 
 
 def _machine(device: torch.device) -> str:
@@ -93,6 +94,6 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
             "steps": args.steps,
         }
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0

@@ -36,6 +36,25 @@ def split_files(root: Path) -> dict[str, Path]:
     return {"train": base / "train", "test": base / "test", "meta": base / "meta"}
 
 
+# What CIFAR's pickles hold besides dicts, lists, strings, bytes and numbers (pickle opcodes):
+# numpy arrays (numpy 1 and 2 module paths) and, in protocol-2 files written by Python 3, bytes
+# rebuilt through _codecs.encode. Nothing else may be loaded, so a data file runs no code.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refused {module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DataError(
@@ -43,7 +62,14 @@ def _unpickle(path: Path) -> dict:
         )
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _DataOnlyUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        if str(exc).startswith("refused "):
+            raise DataError(
+                f"CIFAR-100 file holds code, not data: {path} ({exc}; expected only arrays, "
+                "lists, strings and numbers); nothing from it was run"
+            ) from None
+        raise DataError(f"CIFAR-100 file is corrupted: {path} (expected a python pickle)") from None
     except Exception as exc:  # a truncated or foreign file raises many kinds of errors
         raise DataError(
             f"CIFAR-100 file is corrupted: {path} (expected a python pickle; {type(exc).__name__})"
