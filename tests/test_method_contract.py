@@ -46,11 +46,10 @@ def _matrix(folder: Path, name: str) -> Path:
     return write_tiny(folder, methods=f"[{name}]")
 
 
-def test_plugin_method_trains_checkpoints_and_resumes_bitwise(tmp_path, plugin_method):
+def test_plugin_method_trains_checkpoints_and_resumes_bitwise(tmp_path, capsys, plugin_method):
     reference = tmp_path / "reference"
-    done = bench_cli(["run", "--matrix", str(_matrix(tmp_path, plugin_method))], reference,
-                     env=ENV)
-    assert done.returncode == 0, done.stderr
+    matrix = _matrix(tmp_path, plugin_method)
+    assert main(["run", "--matrix", str(matrix), "--workdir", str(reference)]) == 0
     ref_run = runs_by_label(reference)[("student", plugin_method, "0")]
     assert ref_run.status == FINISHED
     ref_weights = torch.load(reference / "weights" / f"{ref_run.tags['run_key']}.pt",
@@ -62,7 +61,6 @@ def test_plugin_method_trains_checkpoints_and_resumes_bitwise(tmp_path, plugin_m
     torch.testing.assert_close(similarity.sum(dim=1), torch.ones(4))
 
     workdir = tmp_path / "killed"
-    matrix = _matrix(tmp_path, plugin_method)
     killed = bench_cli(["run", "--matrix", str(matrix)], workdir, fault="kill-step:3:2", env=ENV)
     assert killed.returncode == -signal.SIGKILL
     (checkpoint,) = (workdir / "checkpoints").glob("*.pt")
@@ -74,9 +72,8 @@ def test_plugin_method_trains_checkpoints_and_resumes_bitwise(tmp_path, plugin_m
                           not in k])
     assert len(param_ids) == student_params + 1  # the optimizer holds student ∪ method
 
-    resumed = bench_cli(["run", "--matrix", str(matrix)], workdir, env=ENV)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from the checkpoint of epoch 2" in resumed.stdout
+    assert main(["run", "--matrix", str(matrix), "--workdir", str(workdir)]) == 0
+    assert "resumed from the checkpoint of epoch 2" in capsys.readouterr().out
     run = runs_by_label(workdir)[("student", plugin_method, "0")]
     weights = torch.load(workdir / "weights" / f"{run.tags['run_key']}.pt", weights_only=True)
     assert torch.equal(weights["method"]["log_temperature"], learned)

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from bench.data.datasets.cifar import first_per_class
 from bench.data.folder_transforms import (
@@ -32,7 +29,13 @@ from bench.errors import DataError
 SPLIT_FOLDERS = {"train": "train", "test": "val"}
 
 
+# torchvision and PIL are imported where used: importing torchvision costs ~1.5 s, and most
+# processes (CIFAR runs, the CLI) never read an image folder.
+
+
 def image_extensions() -> tuple[str, ...]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     return IMG_EXTENSIONS
 
 
@@ -69,6 +72,8 @@ def folder_hash(root: Path) -> str:
 
 def read_folder(root: Path, split: str) -> tuple[list[tuple[str, int]], list[str]]:
     """(path, label) of every image of `split` ('train' or 'test'), in torchvision's order."""
+    from torchvision.datasets.folder import find_classes, make_dataset
+
     base = check_folder(root) / SPLIT_FOLDERS[split]
     try:
         classes, class_to_idx = find_classes(str(base))
@@ -89,6 +94,9 @@ class FolderSamples(Dataset):
         return len(self.positions)
 
     def __getitem__(self, key: tuple[int, int]):
+        import torchvision.transforms.functional as F
+        from PIL import Image
+
         position, epoch = key
         index = int(self.positions[position])
         path, label = self.samples[index]
