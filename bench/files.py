@@ -4,7 +4,10 @@ a temp file beside the target, fsync, rename over the target, fsync of the folde
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -63,3 +66,61 @@ def remove_with_temps(path: Path) -> None:
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
+
+
+def quarantine(path: Path) -> Path:
+    """Move a file that fails to load aside as `<name>.corrupt-<UTC time>`, keeping it for a
+    post-mortem instead of failing on it again at every rerun; returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, target)
+    return target
+
+
+def remove_orphan_temps(folder: Path) -> list[Path]:
+    """Delete the `.name.tmp-PID` files under `folder` whose writer process is gone."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[-1]
+        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a full, read-only or forbidden disk (naming the path and the free space),
+    or None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in _STORAGE_ERRNOS:
+        return None
+    path = Path(exc.filename) if exc.filename else None
+    where = f" writing {path}" if path else ""
+    free = ""
+    probe = path
+    while probe is not None and not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe is not None:
+        try:
+            free = f" ({shutil.disk_usage(probe).free / 2**20:.0f} MiB free there)"
+        except OSError:
+            pass
+    what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system"}.get(exc.errno, "permission denied")  # fmt: skip
+    return (
+        f"{what}{where}{free}; free space or fix the permissions, then rerun the same command "
+        "to resume"
+    )

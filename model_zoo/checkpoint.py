@@ -73,9 +73,12 @@ def _read(path: Path) -> object:
             "tensors and plain containers, which are refused as unsafe"
             + (f" ({detail.group(1).strip()})" if detail else "")
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"checkpoint {path} is not a readable torch file: {first}") from None
+    except Exception as error:  # a foreign file fails inside the unpickler in many ways
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable torch file ({type(error).__name__} {first})"
+            .replace(" )", ")")
+        ) from None
 
 
 def _state_dict(content: object, path: Path) -> dict[str, torch.Tensor]:

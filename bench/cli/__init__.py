@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from bench.errors import BenchError, SpecError
+from bench.files import storage_problem
 
 EPILOG = """examples:
   python -m bench run --matrix smoke              train the smoke matrix (CPU, minutes)
@@ -129,20 +130,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from bench.cli import commands
-
     try:
+        from bench.cli import commands
+
         return getattr(commands, f"cmd_{args.command}")(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        print(f"error: {problem}", file=sys.stderr)
         return 1
 

@@ -11,12 +11,14 @@ import functools
 import json
 import platform
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 import methods
 import model_zoo
@@ -26,7 +28,7 @@ from bench.engine import checkpoint, faults, teacher_cache
 from bench.engine.environment import environment_tags, pip_freeze
 from bench.engine.train import TeacherForward, build_optimizer, train_epochs
 from bench.errors import BenchError, RunFailed
-from bench.files import atomic_write_text
+from bench.files import atomic_write_text, quarantine, storage_problem
 from bench.spec import DataSpec, RunSpec
 from bench.store.schema import run_tags
 from bench.store.trackers import FAILED, FINISHED, KILLED, RUNNING
@@ -190,6 +192,40 @@ def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role:
     return run_id
 
 
+class StorageError(BenchError):
+    """A full, read-only or forbidden disk: the run is left resumable."""
+
+
+def _leave_resumable(tracker, run_id: str) -> None:
+    try:
+        tracker.set_tags(run_id, {"resumable": "true"})
+        tracker.finish(run_id, KILLED)
+    except Exception:  # the store may sit on the same full disk: the checkpoint still resumes
+        pass
+
+
+def warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def _load_resume_state(ckpt_file: Path, run: RunSpec, tracker) -> dict | None:
+    """The checkpoint to resume from, or None to start from scratch. A checkpoint that fails to
+    load is moved aside, and the runs it would have continued are closed as FAILED with why."""
+    if not ckpt_file.is_file():
+        return None
+    try:
+        return checkpoint.load(ckpt_file)
+    except checkpoint.CheckpointUnreadable as exc:
+        moved = quarantine(ckpt_file)
+        reason = f"checkpoint unreadable ({exc}); moved to {moved.name}, restarted from scratch"
+        warn(reason)
+        for record in tracker.search(run_key=run.run_key):
+            if record.status in (RUNNING, KILLED):
+                tracker.set_tags(record.run_id, {"failure_reason": reason, "resumable": "false"})
+                tracker.finish(record.run_id, FAILED)
+        return None
+
+
 def _check_checkpoint(state: dict, ckpt_file: Path, run: RunSpec, teacher_sha) -> None:
     if state["run_key"] != run.run_key:
         raise RefusedResume(
@@ -236,18 +272,27 @@ def execute_run(
     resumed_from = None
     start_epoch = 1
     resume_count = 0
-    if ckpt_file.is_file():
-        state = checkpoint.load(ckpt_file)
+    state = _load_resume_state(ckpt_file, run, tracker)
+    if state is not None:
         _check_checkpoint(state, ckpt_file, run, teacher_sha)
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         best, last_metrics = state["best"], state["metrics"]
-        run_id = state["run_id"]
         resumed_from = start_epoch = state["epoch"] + 1
         resume_count = state.get("resume_count", 0) + 1
-        tracker.reopen(run_id)
-        logged = {step for step, _ in tracker.history(run_id, "test/top1")}
+        if tracker.has_run(state["run_id"]):
+            run_id = state["run_id"]
+            tracker.reopen(run_id)
+            logged = {step for step, _ in tracker.history(run_id, "test/top1")}
+        else:  # the store lost the run (a new or restored store): resume in a new one
+            warn(
+                f"checkpoint {ckpt_file} belongs to run {state['run_id']}, which "
+                f"{tracker.describe()} does not hold; resuming it in a new run"
+            )
+            run_id = _start_or_adopt(run, tracker, workdir, device, teacher, role)
+            tracker.set_tags(run_id, {"adopted_checkpoint_of": state["run_id"]})
+            logged = set()
         if state["epoch"] not in logged:  # died between checkpoint commit and logging
             tracker.log_metrics(run_id, state["metrics"], step=state["epoch"])
         tracker.set_tags(
@@ -299,6 +344,10 @@ def execute_run(
             channels_last=channels_last,
         )
     except Exception as exc:
+        problem = storage_problem(exc)
+        if problem is not None:
+            _leave_resumable(tracker, run_id)  # the last committed checkpoint stays
+            raise StorageError(problem) from None
         epoch = exc.epoch if isinstance(exc, RunFailed) else None
         reason = exc.reason if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
         reason = reason.splitlines()[0] if reason else type(exc).__name__

@@ -2,11 +2,13 @@
 
 kill-step:E:S     SIGKILL this process at epoch E, step S (before the step runs)
 kill-rename:E     SIGKILL after epoch E's checkpoint is written, before it is renamed into place
+enospc:E          the disk is full when epoch E's checkpoint is written (OSError ENOSPC)
 nan:E:PATTERN     the loss of runs whose name matches the glob PATTERN becomes NaN from epoch E
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import signal
@@ -23,10 +25,12 @@ def _kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def check(point: str, epoch: int, step: int = 0) -> None:
+def check(point: str, epoch: int, step: int = 0, path: str | None = None) -> None:
     spec = _spec()
     if not spec:
         return
+    if point == "rename" and spec[0] == "enospc" and epoch == int(spec[1]):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     if point == "step" and spec[0] == "kill-step" and (epoch, step) == (int(spec[1]), int(spec[2])):
         _kill()
     if point == "rename" and spec[0] == "kill-rename" and epoch == int(spec[1]):

@@ -16,13 +16,15 @@ from tqdm import tqdm
 
 from bench.engine.binding import bind_data
 from bench.engine.execute import Outcome, RefusedResume, checkpoint_path, execute_run
-from bench.engine.teachers import TeacherFailed, prepare_teacher
+from bench.engine.teachers import TeacherFailed, TeacherInterrupted, prepare_teacher
 from bench.errors import SpecError
-from bench.locks import try_lock
+from bench.files import remove_orphan_temps
 from bench.spec import Matrix, RunSpec, teacher_run
 from bench.store.cell_state import BLOCKED, FAILED_STATE, FINISHED_STATE, cell_state
-from bench.store.trackers import FAILED, FINISHED, reconnect
+from bench.store.claims import Claims, FileClaims
+from bench.store.trackers import FAILED, FINISHED, KILLED, reconnect
 
+WRITTEN_FOLDERS = ("checkpoints", "teachers", "weights", "specs", "teacher_cache", "ffcv")
 # The runner's view of a cell: the store's state, plus whether a checkpoint waits to resume.
 DONE, RESUME, TO_RUN = FINISHED_STATE, "resume", "to run"
 
@@ -78,6 +80,10 @@ def _records_by_run_key(tracker) -> dict[str, list]:
     return records
 
 
+def finished_in_store(tracker, run: RunSpec) -> bool:
+    return cell_state(tracker.search(run_key=run.run_key)).state == DONE
+
+
 def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
     """Each cell of the shard with its state: the store's rule (`cell_state`) for this
     execution (run_key), and `resume` where a checkpoint of an unfinished run waits."""
@@ -118,12 +124,6 @@ class _StopFlag:
         return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
 
-def _claim(workdir: Path, run: RunSpec):
-    """A claim on the run: an flock the OS releases when its holder dies, so a stale claim is
-    simply taken over by the next worker; None when another live worker holds it."""
-    return try_lock(Path(workdir) / "locks" / f"run-{run.run_key}.lock")
-
-
 def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results) -> None:
     tracker = reconnect(tracker_address)
     device = torch.device(device)
@@ -139,6 +139,7 @@ def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results
                 workdir=workdir,
                 device=device,
                 log=lambda _: None,
+                stop_requested=lambda: stop.requested,
             )
         outcome = execute_run(
             run,
@@ -148,6 +149,8 @@ def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results
             teacher=teacher,
             stop_requested=lambda: stop.requested,
         )
+    except TeacherInterrupted as exc:
+        outcome = Outcome(KILLED, None, {}, str(exc))
     except Exception as exc:  # reported to the parent, which records the cell as failed
         outcome = Outcome(FAILED, None, {}, f"{type(exc).__name__}: {exc}".splitlines()[0])
     results.put(outcome)
@@ -184,9 +187,13 @@ def run_matrix(
     retry_failed: bool = False,
     shard=None,
     isolate: bool = False,
+    claims: Claims | None = None,
     log: Callable[[str], None] = tqdm.write,
 ) -> MatrixSummary:
     summary = MatrixSummary()
+    claims = claims or FileClaims(workdir)
+    for folder in WRITTEN_FOLDERS:  # temp files of writers that died (the live ones are kept)
+        remove_orphan_temps(Path(workdir) / folder)
     matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, shard)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
@@ -215,10 +222,20 @@ def run_matrix(
             template = next(c.run for c in todo if c.run.teacher == spec)
             try:
                 teachers[spec] = prepare_teacher(
-                    spec, template, tracker=tracker, workdir=workdir, device=device, log=log
+                    spec,
+                    template,
+                    tracker=tracker,
+                    workdir=workdir,
+                    device=device,
+                    log=log,
+                    stop_requested=lambda: stop.requested,
                 )
             except TeacherFailed as exc:
                 teachers[spec] = exc
+            except TeacherInterrupted as exc:
+                log(f"{exc}; rerun the same command to resume")
+                summary.interrupted += [c.run.name for c in todo]
+                return summary
         bar = tqdm(
             total=len(todo), desc=matrix.name, unit="cell", dynamic_ncols=True, disable=None
         )  # no bars when stderr is not a terminal (CI logs)
@@ -233,10 +250,15 @@ def run_matrix(
                 summary.blocked.append((run.name, f"teacher failed: {teacher}"))
                 bar.update(1)
                 continue
-            claim = _claim(workdir, run)
+            claim = claims.try_claim(run.run_key)
             if claim is None:
                 log(f"{run.name}: claimed by another worker, skipped")
                 summary.claimed.append(run.name)
+                bar.update(1)
+                continue
+            if finished_in_store(tracker, run):  # another worker finished it since the plan
+                claim.release()
+                summary.skipped.append(run.name)
                 bar.update(1)
                 continue
             try:
@@ -254,7 +276,7 @@ def run_matrix(
                 bar.update(1)
                 continue
             finally:
-                claim.close()
+                claim.release()
             _record(outcome, run, summary, log)
             bar.update(1)
         bar.close()

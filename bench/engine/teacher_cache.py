@@ -24,7 +24,7 @@ from bench.data.augment import (
     crop_flip,
     normalize,
 )
-from bench.files import atomic_write
+from bench.files import atomic_write, quarantine
 from bench.spec.keys import short_hash
 
 VARIANTS = CROP_POSITIONS * CROP_POSITIONS * 2
@@ -127,6 +127,24 @@ def _save_npy_atomic(array: torch.Tensor, path: Path) -> None:
         np.save(f, array.cpu().numpy())
 
 
+def _open(path: Path, *, expected: int, log) -> torch.Tensor | None:
+    """The memory-mapped cache file, or None where there is none; a file that fails to load or
+    holds fewer images than `expected` is moved aside (it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        with warnings.catch_warnings():  # read-only memory map: nothing ever writes through it
+            warnings.simplefilter("ignore", UserWarning)
+            mapped = torch.from_numpy(np.load(path, mmap_mode="r"))
+        if mapped.ndim != 3 or mapped.shape[0] < expected or mapped.shape[1] != VARIANTS:
+            raise ValueError(f"shape {tuple(mapped.shape)}")
+    except Exception as exc:  # truncated or damaged: numpy raises many kinds of errors
+        moved = quarantine(path)
+        log(f"warning: teacher cache {path} unreadable ({exc}); moved to {moved.name}, rebuilding")
+        return None
+    return mapped
+
+
 def load_or_build(
     model: nn.Module,
     *,
@@ -145,13 +163,12 @@ def load_or_build(
         raise ValueError(f"teacher cache dtype '{dtype}': expected one of {', '.join(DTYPES)}")
     key = cache_key(teacher_sha, data_hash, dtype, precision)
     path = Path(workdir) / "teacher_cache" / f"{key}.npy"
-    if not path.is_file():
+    mapped = _open(path, expected=len(file_index), log=log)
+    if mapped is None:
         log(f"teacher cache: computing {len(images)} x {VARIANTS} variants ({dtype}) -> {path}")
         logits = compute_logits(model, images, dtype=dtype, device=device, precision=precision)
         _save_npy_atomic(logits, path)
-    with warnings.catch_warnings():  # read-only memory map: nothing ever writes through it
-        warnings.simplefilter("ignore", UserWarning)
-        mapped = torch.from_numpy(np.load(path, mmap_mode="r"))
+        mapped = _open(path, expected=0, log=log)
     if device.type == "cuda":
         mapped = mapped.to(device)
     return TeacherLogitCache(mapped, file_index)

@@ -12,32 +12,45 @@ import model_zoo
 from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
 from bench.engine.train import evaluate
 from bench.errors import BenchError
-from bench.files import atomic_write, atomic_write_text
+from bench.files import atomic_write, atomic_write_text, quarantine
 from bench.locks import file_lock
 from bench.spec import RunSpec, TeacherSpec, teacher_run
 from bench.spec.keys import short_hash
-from bench.store.trackers import FINISHED
+from bench.store.trackers import FINISHED, KILLED
 
 
 class TeacherFailed(BenchError):
     """The teacher could not be trained or loaded; its students are blocked."""
 
 
+class TeacherInterrupted(BenchError):
+    """A stop was requested while the teacher trained; its checkpoint resumes it on rerun."""
+
+
 def _teacher_file(workdir: Path, key: str) -> Path:
     return Path(workdir) / "teachers" / f"{key}.pt"
+
+
+def _read_scores(scores_file: Path) -> dict:
+    """The cached scores; an unreadable file is a cache miss (the scores are recomputed)."""
+    try:
+        scores = json.loads(scores_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return scores if isinstance(scores, dict) else {}
 
 
 def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
     """Test top-1 of a teacher, computed once per (sha256, dataset content, eval transform)."""
     scores_file = Path(workdir) / "teachers" / "scores.json"
     key = f"{sha}:{run.data_hash}:{run.data.test_subset_per_class}:normalize"
-    scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
-    if key not in scores:
-        top1 = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]
-        scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
-        scores[key] = top1
-        atomic_write_text(scores_file, json.dumps(scores, indent=1, sort_keys=True))
-    return float(scores[key])
+    score = _read_scores(scores_file).get(key)
+    if not isinstance(score, (int, float)):
+        score = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]
+        with file_lock(scores_file.with_name(".scores.lock")):
+            scores = _read_scores(scores_file) | {key: score}
+            atomic_write_text(scores_file, json.dumps(scores, indent=1, sort_keys=True))
+    return float(score)
 
 
 def _load(
@@ -60,6 +73,15 @@ def _load(
     return model, sha
 
 
+def _quarantine_if_unreadable(arch: str, path: Path, num_classes: int, log) -> None:
+    """A trained teacher's file that no longer loads is moved aside, so it is trained again."""
+    try:
+        model_zoo.load_checkpoint(model_zoo.create(arch, num_classes=num_classes), path)
+    except model_zoo.CheckpointError as exc:
+        moved = quarantine(path)
+        log(f"warning: {exc}; moved to {moved.name}; training the teacher again")
+
+
 def prepare_teacher(
     teacher: TeacherSpec,
     student_run: RunSpec,
@@ -68,6 +90,7 @@ def prepare_teacher(
     workdir: Path,
     device: torch.device,
     log=print,
+    stop_requested=lambda: False,
 ) -> LoadedTeacher:
     run = teacher_run(teacher, student_run)
     num_classes = run.data.num_classes or loaders_for(run, device, workdir).num_classes
@@ -101,14 +124,24 @@ def prepare_teacher(
     target = _teacher_file(workdir, run.run_key)
     with file_lock(Path(workdir) / "locks" / f"teacher-{run.run_key}.lock"):
         record = tracker.find(run.run_key)
+        if target.is_file():
+            _quarantine_if_unreadable(teacher.arch, target, num_classes, log)
         if not target.is_file():  # the committed file, not the store: shards may use a store each
             log(
                 f"teacher {teacher.arch}: training "
                 f"({teacher.recipe.epochs} epochs, seed {teacher.seed})"
             )
             outcome = execute_run(
-                run, tracker=tracker, workdir=workdir, device=device, teacher=None, role="teacher"
+                run,
+                tracker=tracker,
+                workdir=workdir,
+                device=device,
+                teacher=None,
+                role="teacher",
+                stop_requested=stop_requested,
             )
+            if outcome.status == KILLED:
+                raise TeacherInterrupted(f"teacher {teacher.arch} interrupted")
             if outcome.status != FINISHED:
                 raise TeacherFailed(
                     f"teacher {teacher.arch} {outcome.status.lower()}: {outcome.reason}"

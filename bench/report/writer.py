@@ -7,11 +7,12 @@ from pathlib import Path
 
 from bench.errors import SpecError
 from bench.files import atomic_write, atomic_write_text
-from bench.report.collect import DONE, METRICS, CellResult, Results, collect
+from bench.report.collect import METRICS, CellResult, Results, collect
 from bench.report.published import PublishedTable, load_published
 from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, to_latex, to_markdown
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
+from bench.store.cell_state import MISSING
 from bench.store.schema import FINAL_METRICS
 from bench.store.trackers import RunRecord
 
@@ -91,12 +92,12 @@ def write_report(
     if records is None:
         records = tracker.search()
     if not records:
-        raise SpecError(_empty_store(tracker.describe(), matrix.name))
+        raise SpecError(_empty_store(tracker.describe(), _matrix_argument(matrix)))
     results = Results(matrix, collect(matrix, tracker, records))
-    if not any(c.state == DONE for c in results.cells):
+    if all(c.state == MISSING for c in results.cells):
         raise SpecError(
-            f"no finished runs of matrix '{matrix.name}' in {tracker.describe()}; "
-            f"run `python -m bench run --matrix {matrix.name}` first"
+            f"no finished runs of matrix '{matrix.name}' in {tracker.describe()} (none at all); "
+            f"run `python -m bench run --matrix {_matrix_argument(matrix)}` first"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,11 @@ def write_report(
         tables = [b for b in blocks if isinstance(b, Table)]
         atomic_write_text(out_dir / "tables.tex", "\n".join(to_latex(t) for t in tables))
     return readme
+
+
+def _matrix_argument(matrix: Matrix) -> str:
+    """How the user names this matrix on the command line: a shipped name or its file."""
+    return matrix.name if matrix.source.startswith("bench/spec/matrices/") else matrix.source
 
 
 def _empty_store(store: str, name: str) -> str:
@@ -145,7 +151,7 @@ def load_report_matrix(
     raw, _ = read_matrix_yaml(name_or_path)
     name = str(apply_overrides(raw, list(overrides or [])).get("name"))
     if not records:
-        raise SpecError(_empty_store(store, name))
+        raise SpecError(_empty_store(store, name_or_path))
     tagged = {r.params.get("data_hash") for r in records if r.tags.get("matrix") == name}
     candidates = sorted((tagged or {r.params.get("data_hash") for r in records}) - {None})
     if not candidates:

@@ -109,6 +109,17 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """' line N: <the parser's reason>', N the line of the construct that is wrong: the parser
+    often notices the problem only on the line after it (its 'context' is the real place)."""
+    mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    reason = " ".join(
+        part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    return f"{where}: not valid YAML ({reason or 'parse error'})"
+
+
 def shipped_matrices() -> list[str]:
     folder = resources.files("bench.spec") / "matrices"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -119,7 +130,15 @@ def read_matrix_yaml(name_or_path: str) -> tuple[dict, str]:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise SpecError(f"matrix file not found: {name_or_path}")
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                f"matrix file {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}); save it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise SpecError(f"matrix file {path}: cannot be read ({exc.strerror})") from None
     else:
         if name_or_path not in shipped_matrices():
             raise SpecError(
@@ -131,9 +150,7 @@ def read_matrix_yaml(name_or_path: str) -> tuple[dict, str]:
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" line {line + 1}" if line is not None else ""
-        raise SpecError(f"matrix {source}{where}: not valid YAML") from None
+        raise SpecError(f"matrix {source}{_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"matrix {source}: expected a mapping at the top level")
     return raw, source
@@ -155,7 +172,10 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise SpecError(f"--set '{item}': '{part}' is not a section")
             node = child
-        node[parts[-1]] = parse_yaml(value)
+        try:
+            node[parts[-1]] = parse_yaml(value)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"--set '{item}'{_yaml_problem(exc)}") from None
     return raw
 
 

@@ -10,14 +10,20 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import SpecError
+from bench.errors import BenchError, SpecError
+from bench.locks import file_lock
 
 EXPERIMENT = "kdbench"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
+
+
+class StoreError(BenchError):
+    """A run store that cannot be read or written; the message names it and what to do."""
 
 
 @dataclass
@@ -49,17 +55,46 @@ class MlflowTracker:
         )
         self._mlflow = mlflow
         self._analyzed = False
-        self.client = MlflowClient(tracking_uri=self.uri)
+        db_file = self._sqlite_file()
+        # Two processes creating one sqlite store race on its schema: one creates it, under a lock.
+        guard = file_lock(db_file.with_name(f".{db_file.name}.lock")) if db_file else nullcontext()
+        try:
+            with guard:
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.experiment_id = self._experiment()
+        except BenchError:
+            raise
+        except Exception as exc:  # sqlalchemy, sqlite3 and MLflow errors alike
+            raise StoreError(self._unreadable(exc)) from None
+
+    def _sqlite_file(self) -> Path | None:
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        return Path(self.uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+    def _unreadable(self, exc: Exception) -> str:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+        where = self._sqlite_file() or self.uri
+        return (
+            f"MLflow store {where} cannot be read ({type(exc).__name__}: {reason}); "
+            "restore it from a backup or move it away to start a new store"
+        )
+
+    def _experiment(self) -> str:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            location = None
-            if self.uri.startswith("sqlite:"):
-                location = (self.workdir / "artifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(
-                EXPERIMENT, artifact_location=location
-            )
-        else:
-            self.experiment_id = experiment.experiment_id
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:"):
+            location = (self.workdir / "artifacts").resolve().as_uri()
+        try:
+            return self.client.create_experiment(EXPERIMENT, artifact_location=location)
+        except self._mlflow.exceptions.MlflowException:
+            # another worker created it first (a shared server has no file lock to take)
+            experiment = self.client.get_experiment_by_name(EXPERIMENT)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def describe(self) -> str:
         return self.uri
@@ -95,6 +130,13 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
         return run_id
+
+    def has_run(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+        except self._mlflow.exceptions.MlflowException:
+            return False
+        return True
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status=RUNNING)
@@ -163,10 +205,19 @@ class JsonLinesTracker:
         histories: dict[str, dict[str, list]] = {}
         if not self.path.is_file():
             return records, histories
-        for line in self.path.read_text().splitlines():
+        text = self._read_text()
+        lines = text.splitlines()
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines) and not text.endswith("\n"):
+                    break  # the torn last line of a writer that died mid-write: never committed
+                raise StoreError(
+                    f"run store {self.path} line {number} is not JSON; repair or remove that line"
+                ) from None
             run_id = event["run_id"]
             if event["event"] == "start":
                 records[run_id] = RunRecord(run_id, RUNNING, event["tags"], event["params"], {})
@@ -180,6 +231,15 @@ class JsonLinesTracker:
             elif event["event"] == "status":
                 records[run_id].status = event["status"]
         return records, histories
+
+    def _read_text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"run store {self.path} cannot be read ({exc})") from None
+
+    def has_run(self, run_id: str) -> bool:
+        return run_id in self._replay()[0]
 
     def search(self, **tags: str) -> list[RunRecord]:
         records, _ = self._replay()

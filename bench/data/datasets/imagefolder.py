@@ -64,7 +64,10 @@ def folder_hash(root: Path) -> str:
             for name in files:
                 if name.lower().endswith(extensions):
                     path = Path(folder) / name
-                    entries.append((path.relative_to(root).as_posix(), path.stat().st_size))
+                    size = path.stat().st_size
+                    if size == 0:
+                        raise DataError(f"image file is empty: {path}; remove or replace it")
+                    entries.append((path.relative_to(root).as_posix(), size))
         for rel, size in sorted(entries):
             digest.update(f"{rel}\t{size}\n".encode())
     return digest.hexdigest()[:16]
@@ -134,9 +137,13 @@ def load_folder(root: Path, subset_per_class, test_subset_per_class) -> FolderSp
     train_samples, classes = read_folder(root, "train")
     test_samples, test_classes = read_folder(root, "test")
     if test_classes != classes:
+        only_val = sorted(set(test_classes) - set(classes))
+        only_train = sorted(set(classes) - set(test_classes))
+        differs = (f"val/{only_val[0]} has no train/ folder" if only_val
+                   else f"train/{only_train[0]} has no val/ folder")  # fmt: skip
         raise DataError(
-            f"image folder {root}: val/ has classes {len(test_classes)} that differ from "
-            f"train/ ({len(classes)}); expected the same class folders"
+            f"image folder {root}: {differs} ({len(classes)} train classes, "
+            f"{len(test_classes)} val classes); expected the same class folders in both"
         )
     labels = {
         name: np.array([y for _, y in samples], dtype=np.int64)

@@ -1,0 +1,376 @@
+"""Hostile and clumsy input, faults: each case gets one clear line (or recovers by itself), the
+right exit code, and leaves nothing harmed: the store readable, no run left RUNNING, no temp file,
+no file written by a pickle's payload."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.__main__ import main
+from bench.data.datasets import cifar
+from bench.store.trackers import RUNNING, JsonLinesTracker, MlflowTracker
+from tests.runner_helpers import bench_cli, write_tiny
+
+pytestmark = pytest.mark.slow
+
+
+def run_main(args, workdir, capsys):
+    """(exit code, stdout, stderr lines) of `python -m bench ARGS --workdir W` in this process."""
+    code = main([*args, "--workdir", str(workdir)])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def assert_unharmed(workdir: Path, tracking: str = "mlflow") -> None:
+    """The store reads, nothing is left RUNNING, and no temp file is left behind."""
+    if tracking == "mlflow" and (workdir / "mlflow.db").exists():
+        records = MlflowTracker(workdir).search()
+    else:
+        records = JsonLinesTracker(workdir).search()
+    assert not [r for r in records if r.status == RUNNING]
+    assert not list(workdir.rglob(".*.tmp-*")), list(workdir.rglob(".*.tmp-*"))
+
+
+def one_error_line(err: list[str], *needles: str) -> str:
+    errors = [line for line in err if not line.startswith("warning:")]
+    assert len(errors) == 1, err
+    assert "Traceback" not in "\n".join(err)
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny matrix (ce, kd) trained to the end: its folder, to copy per test."""
+    folder = tmp_path_factory.mktemp("finished")
+    matrix = write_tiny(folder)
+    assert main(["run", "--matrix", str(matrix), "--workdir", str(folder / "work")]) == 0
+    return folder
+
+
+def leave_a_checkpoint(matrix: Path, workdir: Path, capsys, monkeypatch) -> None:
+    """Train until the disk is 'full' at epoch 2: epoch 1's checkpoint is left to resume."""
+    monkeypatch.setenv("KDBENCH_FAULT", "enospc:2")
+    assert run_main(["run", "--matrix", str(matrix)], workdir, capsys)[0] == 1
+    monkeypatch.delenv("KDBENCH_FAULT")
+    assert len(list((workdir / "checkpoints").glob("*.pt"))) == 1
+
+
+def copy_of(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(finished, tmp_path / "copy")
+    return tmp_path / "copy" / "tiny.yaml", tmp_path / "copy" / "work"
+
+
+# ---------------------------------------------------------------- specs: exit 2, before any data
+
+
+SPEC_CASES = {
+    "nan from --set": (["--set", "recipe.lr=.nan"], "recipe.lr=nan must be a finite number"),
+    "misspelled method_params": (["--set", "method_params.kdd.temperature=4"], "kdd"),
+    "misspelled pair params": (
+        ["--set", "pairs=[{teacher: resnet8, student: resnet8, params: {kdd: {beta: 2}}}]"],
+        "pairs[0].params.kdd",
+    ),
+    "unused teacher checkpoint": (
+        ["--set", "teacher.checkpoints.resnet21=t.pth"],
+        "teacher.checkpoints.resnet21",
+    ),
+    "bad --set YAML": (["--set", "recipe.milestones=[2"], "--set 'recipe.milestones=[2'"),
+}
+
+
+@pytest.mark.parametrize("case", SPEC_CASES)
+def test_spec_errors_are_one_line_exit_2_and_touch_nothing(tmp_path, capsys, case):
+    extra, needle = SPEC_CASES[case]
+    matrix = write_tiny(tmp_path)
+    code, _, err = run_main(["run", "--matrix", str(matrix), *extra], tmp_path / "work", capsys)
+    assert code == 2
+    one_error_line(err, needle)
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_non_utf8_matrix_names_the_file_and_the_byte(tmp_path, capsys):
+    matrix = write_tiny(tmp_path)
+    matrix.write_bytes(matrix.read_bytes().replace(b"name: tiny", b"name: t\xe9\xff"))
+    code, _, err = run_main(["run", "--matrix", str(matrix)], tmp_path / "work", capsys)
+    assert code == 2
+    one_error_line(err, str(matrix), "not UTF-8", "0xe9")
+
+
+def test_yaml_error_names_the_real_line_and_the_reason(tmp_path, capsys):
+    matrix = tmp_path / "bad.yaml"
+    matrix.write_text("name: bad\nrecipe: {epochs: 2\npairs: []\nmethods: [kd]\n")
+    code, _, err = run_main(["run", "--matrix", str(matrix)], tmp_path / "work", capsys)
+    assert code == 2
+    line = one_error_line(err, "line 2", "flow mapping")
+    assert "line 3" not in line
+
+
+def test_a_method_typo_on_cifar100_is_a_spec_error_not_a_download(tmp_path, capsys):
+    args = ["run", "--matrix", "cifar100_full", "--set", "methods=[kd, dkdd]"]
+    code, _, err = run_main(args, tmp_path / "work", capsys)
+    assert code == 2
+    one_error_line(err, "dkdd", "available")
+    assert not (tmp_path / "work" / "data").exists()
+
+
+# ---------------------------------------------------------------- files that fail to load
+
+
+def test_text_file_as_teacher_checkpoint_is_one_line_naming_it(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[kd]")
+    bad = tmp_path / "t.pth"
+    bad.write_text("hello\n")
+    args = ["run", "--matrix", str(matrix), "--set", f"teacher.checkpoints.resnet8={bad}"]
+    code, out, err = run_main(args, tmp_path / "work", capsys)
+    assert code == 1
+    assert "Traceback" not in out + "\n".join(err)
+    failed = [line for line in out.splitlines() if line.strip().startswith("FAILED")]
+    assert len(failed) == 1 and str(bad) in failed[0] and "not a readable torch file" in failed[0]
+    assert_unharmed(tmp_path / "work")
+
+
+def test_a_data_pickle_with_code_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    root = tmp_path / "data"
+    cifar.write_meta(root, [f"c{i}" for i in range(4)])
+    cifar.write_split(root, "test", np.zeros((4, 3, 32, 32), np.uint8), np.arange(4))
+    with open(cifar.split_files(root)["train"], "wb") as f:
+        pickle.dump({"data": Payload(), "fine_labels": [0]}, f, protocol=2)
+    with pytest.raises(cifar.DataError) as info:
+        cifar.read_split(root, "train", verify=False)
+    assert "holds code" in str(info.value) and "refused" in str(info.value)
+    assert not marker.exists()
+
+
+def test_corrupt_resume_checkpoint_is_quarantined_and_the_run_restarts(
+    tmp_path, capsys, monkeypatch
+):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    leave_a_checkpoint(matrix, workdir, capsys, monkeypatch)
+    (ckpt,) = (workdir / "checkpoints").glob("*.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    code, _, err = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 0, err
+    assert any("checkpoint unreadable" in line and ckpt.name in line for line in err)
+    assert len(list((workdir / "checkpoints").glob("*.pt.corrupt-*"))) == 1
+    runs = MlflowTracker(workdir).search()
+    ce = [r for r in runs if r.tags.get("method") == "ce"]
+    assert sorted(r.status for r in ce) == ["FAILED", "FINISHED"]
+    assert "checkpoint unreadable" in next(r for r in ce if r.status == "FAILED").tags[
+        "failure_reason"
+    ]
+    assert_unharmed(workdir)
+
+
+def test_truncated_cached_teacher_is_quarantined_and_trained_again(finished, tmp_path, capsys):
+    matrix, workdir = copy_of(finished, tmp_path)
+    (teacher,) = (workdir / "teachers").glob("*.pt")
+    teacher.write_bytes(teacher.read_bytes()[:64])
+    code, _, err = run_main(["run", "--matrix", str(matrix), "--seeds", "2"], workdir, capsys)
+    assert code == 0, err
+    assert len(list((workdir / "teachers").glob("*.pt.corrupt-*"))) == 1
+    assert teacher.is_file() and teacher.stat().st_size > 64
+    assert_unharmed(workdir)
+
+
+# ---------------------------------------------------------------- stores and disks
+
+
+def test_truncated_mlflow_db_is_one_line_naming_it(finished, tmp_path, capsys):
+    matrix, workdir = copy_of(finished, tmp_path)
+    db = workdir / "mlflow.db"
+    db.write_bytes(db.read_bytes()[:4096])
+    code, _, err = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 1
+    one_error_line(err, str(db), "cannot be read", "backup")
+
+
+def test_empty_mlflow_db_with_checkpoints_adopts_them(tmp_path, capsys, monkeypatch):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    leave_a_checkpoint(matrix, workdir, capsys, monkeypatch)
+    (workdir / "mlflow.db").write_bytes(b"")
+    # a new process, as a user's rerun is (MLflow keeps its sqlite engine per process)
+    rerun = bench_cli(["run", "--matrix", str(matrix)], workdir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "does not hold" in rerun.stderr and "Traceback" not in rerun.stderr
+    assert "resumed from the checkpoint of epoch 1" in rerun.stdout
+    ce = [r for r in MlflowTracker(workdir).search() if r.tags.get("method") == "ce"]
+    assert [r.status for r in ce] == ["FINISHED"] and "adopted_checkpoint_of" in ce[0].tags
+    assert_unharmed(workdir)
+
+
+def test_torn_last_line_of_runs_jsonl_is_skipped(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    args = ["run", "--matrix", str(matrix), "--tracking", "none"]
+    assert run_main(args, workdir, capsys)[0] == 0
+    log = workdir / "runs.jsonl"
+    log.write_text(log.read_text() + '{"event": "metrics", "run_id": "ab')  # a torn write
+    assert run_main(args, workdir, capsys)[0] == 0
+    assert_unharmed(workdir, tracking="none")
+
+
+def test_bad_middle_line_of_runs_jsonl_names_file_and_line(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    args = ["run", "--matrix", str(matrix), "--tracking", "none"]
+    assert run_main(args, workdir, capsys)[0] == 0
+    log = workdir / "runs.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:2] + ["{garbage\n"] + lines[2:]))
+    code, _, err = run_main(args, workdir, capsys)
+    assert code == 1
+    one_error_line(err, str(log), "line 3")
+
+
+def test_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    monkeypatch.setenv("KDBENCH_FAULT", "enospc:2")
+    code, _, err = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 1
+    one_error_line(err, "no space left", "checkpoints", "MiB free")
+    assert_unharmed(workdir)
+    monkeypatch.delenv("KDBENCH_FAULT")
+    code, out, err = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 0, err
+    assert "resumed from the checkpoint of epoch 1" in out
+    assert_unharmed(workdir)
+
+
+def test_unwritable_work_dir_is_one_line(tmp_path, capsys, monkeypatch):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    locks = workdir / "locks"
+
+    def read_only(path, *args, **kwargs):  # what the OS answers on a read-only mount
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("bench.store.claims.try_lock", read_only)
+    code, _, err = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 1
+    one_error_line(err, "permission denied", str(locks))
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _folder(root: Path, train: list[str], val: list[str]) -> Path:
+    from PIL import Image
+
+    for split, classes in (("train", train), ("val", val)):
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / split / name / "a.png")
+    return root
+
+
+def test_image_folder_with_other_val_classes_names_the_class(tmp_path):
+    from bench.data.datasets.imagefolder import load_folder
+
+    root = _folder(tmp_path / "f", ["cat", "dog"], ["cat", "emu"])
+    with pytest.raises(cifar.DataError, match=r"val/emu has no train/ folder"):
+        load_folder(root, None, None)
+
+
+def test_zero_byte_image_is_found_when_the_folder_is_hashed(tmp_path):
+    from bench.data.datasets.imagefolder import folder_hash
+
+    root = _folder(tmp_path / "f", ["cat"], ["cat"])
+    (root / "train" / "cat" / "b.png").write_bytes(b"")
+    with pytest.raises(cifar.DataError, match=r"image file is empty: .*b\.png"):
+        folder_hash(root)
+
+
+def test_report_of_only_failed_runs_is_written_with_the_reasons(tmp_path, capsys, monkeypatch):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    monkeypatch.setenv("KDBENCH_FAULT", "nan:1:*")
+    assert run_main(["run", "--matrix", str(matrix)], workdir, capsys)[0] == 1
+    out = tmp_path / "out"
+    code, _, err = run_main(["report", "--matrix", str(matrix), "--out", str(out)], workdir,
+                            capsys)  # fmt: skip
+    assert code == 0, err
+    text = (out / "README.md").read_text()
+    assert "non-finite loss" in text and "failed" in text
+
+
+def test_report_hint_names_the_matrix_file_given(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    code, _, err = run_main(["report", "--matrix", str(matrix)], tmp_path / "work", capsys)
+    assert code == 2
+    one_error_line(err, f"--matrix {matrix}")
+
+
+# ---------------------------------------------------------------- signals
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bench.store.trackers.open_tracker", interrupted)
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    code, _, err = run_main(["run", "--matrix", str(matrix)], tmp_path / "work", capsys)
+    assert code == 130
+    assert err == ["interrupted; rerun the same command to resume"]
+
+
+def test_sigterm_while_the_teacher_trains_stops_and_the_teacher_resumes(tmp_path, capsys):
+    path = write_tiny(tmp_path, methods="[kd]")
+    path.write_text(path.read_text().replace("teacher: {recipe: {epochs: 1}}",
+                                             "teacher: {recipe: {epochs: 6}}"))  # fmt: skip
+    workdir = tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--matrix", str(path), "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((workdir / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 15  # one step and a checkpoint, not the teacher's 6 epochs
+    assert "Traceback" not in err
+    teacher = MlflowTracker(workdir).search(role="teacher")
+    assert [r.status for r in teacher] == ["KILLED"] and teacher[0].tags["resumable"] == "true"
+    assert_unharmed(workdir)
+    code, _, err = run_main(["run", "--matrix", str(path)], workdir, capsys)
+    assert code == 0, err
+    teacher = MlflowTracker(workdir).search(role="teacher")
+    assert [r.status for r in teacher] == ["FINISHED"]
+    assert int(teacher[0].tags["resume_count"]) == 1
+
+
+def test_sqlite_store_still_reads_after_the_cases(tmp_path):
+    """The assert_unharmed helper itself fails on a store with a RUNNING run."""
+    tracker = MlflowTracker(tmp_path)
+    tracker.start("x", {}, {"run_key": "k"})
+    with pytest.raises(AssertionError):
+        assert_unharmed(tmp_path)
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
