@@ -374,3 +374,36 @@ def test_sqlite_store_still_reads_after_the_cases(tmp_path):
         assert_unharmed(tmp_path)
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+def test_unreadable_teacher_cache_file_is_quarantined_and_rebuilt(tmp_path):
+    import torch
+
+    import model_zoo
+    from bench.engine.teacher_cache import cache_key, load_or_build
+
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    index = torch.arange(3)
+    path = tmp_path / "teacher_cache" / f"{cache_key('t', 'd', 'float16', 'fp32')}.npy"
+    path.parent.mkdir()
+    path.write_bytes(b"\x93NUMPY garbage")
+    notes = []
+    teacher = model_zoo.create("resnet8", num_classes=4).eval()
+    cache = load_or_build(teacher, teacher_sha="t", data_hash="d", images=images,
+                          file_index=index, dtype="float16", device=torch.device("cpu"),
+                          workdir=tmp_path, log=notes.append)  # fmt: skip
+    assert tuple(cache.logits.shape) == (3, 162, 4)
+    assert len(list(path.parent.glob("*.corrupt-*"))) == 1
+    assert any("unreadable" in note and "rebuilding" in note for note in notes)
+
+
+def test_temp_files_of_dead_writers_are_removed_at_start(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    workdir = tmp_path / "work"
+    (workdir / "checkpoints").mkdir(parents=True)
+    dead = workdir / "checkpoints" / ".x.pt.tmp-999999999"
+    live = workdir / "checkpoints" / f".y.pt.tmp-{os.getpid()}"
+    dead.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    assert run_main(["run", "--matrix", str(matrix)], workdir, capsys)[0] == 0
+    assert not dead.exists() and live.exists()
