@@ -81,3 +81,13 @@ def test_bench_perf_runs_on_cpu_and_writes_json(tmp_path, capsys):
     assert all(r["images_per_s"] > 0 for r in rows)
     cached = next(r for r in rows if "cache" in r["variant"])
     assert cached["setup_s"] > 0  # the cache build is reported apart from the timed steps
+
+
+def test_bench_perf_data_times_the_chosen_backends(tmp_path, capsys):
+    out = tmp_path / "data.json"
+    assert main(["perf", "--data", "--classes", "2", "--per-class", "8", "--backends",
+                 "torch,gpu", "--workdir", str(tmp_path / "work"), "--device", "cpu",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["data"]
+    assert [r["backend"] for r in rows] == ["torch", "gpu"]
+    assert all(r["images_per_s"] > 0 for r in rows) and rows[0]["ratio_to_torch"] == 1.0

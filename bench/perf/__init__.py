@@ -43,7 +43,8 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
                 "test_per_class": 1,
             },
         )
-        rows = measure_data(data, workdir, device, batch_size=args.batch_size)
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        rows = measure_data(data, workdir, device, backends=backends, batch_size=args.batch_size)
         print(format_data_table(rows))
         result["data"] = rows
     else:

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from bench.data.loaders import BACKENDS, make_loaders
+from bench.data.loaders import make_loaders
 from bench.errors import BenchError
+from bench.spec import BACKENDS
 
 
 def _sync(device: torch.device) -> None:
