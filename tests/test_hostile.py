@@ -219,22 +219,28 @@ def test_empty_mlflow_db_with_checkpoints_adopts_them(tmp_path, capsys, monkeypa
     assert_unharmed(workdir)
 
 
-def test_torn_last_line_of_runs_jsonl_is_skipped(tmp_path, capsys):
-    matrix = write_tiny(tmp_path, methods="[ce]")
-    workdir = tmp_path / "work"
+@pytest.fixture(scope="module")
+def jsonl_store(tmp_path_factory):
+    """A tiny matrix (ce) trained with --tracking none: its folder, to copy per test."""
+    folder = tmp_path_factory.mktemp("jsonl")
+    matrix = write_tiny(folder, methods="[ce]")
+    args = ["run", "--matrix", str(matrix), "--tracking", "none", "--workdir", str(folder / "work")]
+    assert main(args) == 0
+    return folder
+
+
+def test_torn_last_line_of_runs_jsonl_is_skipped(jsonl_store, tmp_path, capsys):
+    matrix, workdir = copy_of(jsonl_store, tmp_path)
     args = ["run", "--matrix", str(matrix), "--tracking", "none"]
-    assert run_main(args, workdir, capsys)[0] == 0
     log = workdir / "runs.jsonl"
     log.write_text(log.read_text() + '{"event": "metrics", "run_id": "ab')  # a torn write
     assert run_main(args, workdir, capsys)[0] == 0
     assert_unharmed(workdir, tracking="none")
 
 
-def test_bad_middle_line_of_runs_jsonl_names_file_and_line(tmp_path, capsys):
-    matrix = write_tiny(tmp_path, methods="[ce]")
-    workdir = tmp_path / "work"
+def test_bad_middle_line_of_runs_jsonl_names_file_and_line(jsonl_store, tmp_path, capsys):
+    matrix, workdir = copy_of(jsonl_store, tmp_path)
     args = ["run", "--matrix", str(matrix), "--tracking", "none"]
-    assert run_main(args, workdir, capsys)[0] == 0
     log = workdir / "runs.jsonl"
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:2] + ["{garbage\n"] + lines[2:]))
