@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.errors import BenchError, SpecError
 from bench.locks import file_lock
+from bench.store.sqlite_template import seed_new_store
 
 EXPERIMENT = "kdbench"
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
@@ -60,6 +61,8 @@ class MlflowTracker:
         guard = file_lock(db_file.with_name(f".{db_file.name}.lock")) if db_file else nullcontext()
         try:
             with guard:
+                if db_file is not None:
+                    seed_new_store(db_file, mlflow)
                 self.client = MlflowClient(tracking_uri=self.uri)
                 self.experiment_id = self._experiment()
         except BenchError:
