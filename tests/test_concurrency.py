@@ -16,28 +16,36 @@ from tests.runner_helpers import write_tiny
 pytestmark = pytest.mark.slow
 
 
-def _start(matrix, workdir):
+def _start(matrix, workdir, seeds: int):
     env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
+    args = ["run", "--matrix", str(matrix), "--workdir", str(workdir), "--seeds", str(seeds)]
     return subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workdir", str(workdir)],
+        [sys.executable, "-m", "bench", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("workers, store", [(2, "fresh"), (3, "existing")])
-def test_workers_started_together_train_each_run_once(tmp_path, workers, store):
-    matrix = write_tiny(tmp_path, methods="[ce, kd, dkd]", seeds=2)
-    matrix.write_text(matrix.read_text().replace("epochs: 3,", "epochs: 1,").replace("[2]", "[]"))
-    workdir = tmp_path / "work"
-    if store == "existing":
-        MlflowTracker(workdir)  # the schema and the experiment exist before the workers start
-    procs = [_start(matrix, workdir) for _ in range(workers)]
-    results = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (out, err) in zip(procs, results, strict=True):
+def _run_together(matrix, workdir, workers: int, seeds: int) -> None:
+    procs = [_start(matrix, workdir, seeds) for _ in range(workers)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         assert "Traceback" not in out + err
+
+
+def _finished_once(workdir, cells: int) -> None:
     runs = MlflowTracker(workdir).search()
     assert Counter(r.status for r in runs) == {FINISHED: len(runs)}
     per_key = Counter(r.tags["run_key"] for r in runs)
-    assert len(per_key) == 3 * 2 + 1  # 3 methods x 2 seeds, and the teacher
+    assert len(per_key) == cells
     assert set(per_key.values()) == {1}, per_key
+
+
+def test_two_then_three_workers_on_a_fresh_then_existing_store(tmp_path):
+    matrix = write_tiny(tmp_path, methods="[ce, kd, dkd]")
+    matrix.write_text(matrix.read_text().replace("epochs: 3,", "epochs: 1,").replace("[2]", "[]"))
+    workdir = tmp_path / "work"
+    _run_together(matrix, workdir, workers=2, seeds=1)  # a fresh work dir: the store is created
+    _finished_once(workdir, cells=3 + 1)  # 3 methods x 1 seed, and the teacher
+    _run_together(matrix, workdir, workers=3, seeds=3)  # the existing store, 6 new cells
+    _finished_once(workdir, cells=3 * 3 + 1)
