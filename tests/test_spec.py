@@ -228,3 +228,25 @@ def test_gpu_backend_refuses_image_folders_at_spec_time():
     raw["pairs"] = [{"teacher": "torchvision:resnet34", "student": "torchvision:resnet18"}]
     with pytest.raises(SpecError, match="'gpu' cannot serve imagefolder; valid for it: torch"):
         build_matrix(raw, "test.yaml", data_hash=HASH)
+
+
+def test_a_method_needing_two_views_is_refused_at_spec_time():
+    import dataclasses
+
+    import methods
+    from methods.registry import _METHODS
+
+    @dataclasses.dataclass(frozen=True)
+    class NoParams:
+        def validate(self, num_classes):
+            pass
+
+    @methods.register_method("two_view_test", needs=methods.Needs(two_views=True))
+    class TwoViews(methods.Method):
+        Params = NoParams
+
+    try:
+        with pytest.raises(SpecError, match="two augmented views"):
+            build_matrix(_with(("methods",), ["two_view_test"]), "test.yaml", data_hash=HASH)
+    finally:
+        _METHODS.pop("two_view_test")

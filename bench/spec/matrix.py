@@ -229,6 +229,11 @@ def _method_cells(entries: list[MethodEntry]) -> list[dict]:
                 f"{where}.name: unknown method {entry.name!r}; "
                 f"available: {', '.join(methods.available())}"
             )
+        if methods.needs(entry.name).two_views:
+            raise SpecError(
+                f"{where}.name: method {entry.name!r} needs two augmented views per image, "
+                "which no data backend of this version serves"
+            )
         keys = sorted(entry.grid)
         for combo in itertools.product(*(entry.grid[k] for k in keys)):
             params = dict(entry.params) | dict(zip(keys, combo, strict=True))
