@@ -16,6 +16,7 @@ from methods.base import Method, MethodContext, MethodError, Needs, warmup_facto
 from methods.registry import (
     available,
     create,
+    describe,
     method_class,
     needs,
     register_method,
@@ -56,6 +57,7 @@ __all__ = [
     "Needs",
     "available",
     "create",
+    "describe",
     "load_plugins",
     "method_class",
     "needs",

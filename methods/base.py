@@ -69,6 +69,8 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""  # set by register_method
     needs: ClassVar[Needs] = Needs()  # set by register_method
+    title: ClassVar[str] = ""  # set by register_method: the method's name with its source
+    note: ClassVar[str] = ""  # set by register_method: what a reader must know, one sentence
     Params: ClassVar[type]  # frozen dataclass of defaults with a validate(num_classes) method
 
     def __init__(self, params: Any, num_classes: int | None = None) -> None:

@@ -78,7 +78,16 @@ def strong_mask(teacher_logits: Tensor, target: Tensor, k: int) -> Tensor:
     return is_target | above | (tied & (tied.cumsum(dim=1) <= wanted))
 
 
-@register_method("cakd")
+@register_method(
+    "cakd",
+    title="kdbench's reading of CAKD (arXiv 2410.14741)",
+    note=(
+        "The paper gives neither a formula for its strong set nor code nor per-pair numbers; "
+        "kdbench takes the strong set as the target plus the teacher's top-k other classes "
+        "(k = 5) and weights BCD / SCD / WCD 1 / 2 / the pair's DKD β, so no published "
+        "number is compared with it."
+    ),
+)
 class CAKD(Method):
     Params = CAKDParams
 

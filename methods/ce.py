@@ -17,7 +17,7 @@ class CEParams:
         pass
 
 
-@register_method("ce", needs=Needs(teacher=False))
+@register_method("ce", needs=Needs(teacher=False), title="CE: the student alone")
 class CE(Method):
     Params = CEParams
 

@@ -34,7 +34,7 @@ class DKDParams:
             require(getattr(self, key) >= 0, f"dkd: {key}={getattr(self, key)} must be >= 0")
 
 
-@register_method("dkd")
+@register_method("dkd", title="DKD (Zhao et al. 2022, arXiv 2203.08679)")
 class DKD(Method):
     Params = DKDParams
 

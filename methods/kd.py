@@ -26,7 +26,7 @@ class KDParams:
         require(self.w_kd >= 0, f"kd: w_kd={self.w_kd} must be >= 0")
 
 
-@register_method("kd")
+@register_method("kd", title="KD (Hinton et al. 2015, arXiv 1503.02531)")
 class KD(Method):
     Params = KDParams
 

@@ -15,10 +15,11 @@ _NEEDS_TEACHER_ONLY = Needs()
 
 
 def register_method(
-    name: str, *, needs: Needs = _NEEDS_TEACHER_ONLY
+    name: str, *, needs: Needs = _NEEDS_TEACHER_ONLY, title: str = "", note: str = ""
 ) -> Callable[[type[Method]], type[Method]]:
     """Register a Method subclass; its `Params` attribute is the frozen dataclass of defaults
-    (with a `validate(num_classes)` method for checks across fields)."""
+    (with a `validate(num_classes)` method for checks across fields). `title` names the method
+    with its source in reports; `note` says in one sentence what a reader must know about it."""
 
     def decorate(cls: type[Method]) -> type[Method]:
         if name in _METHODS:
@@ -29,6 +30,8 @@ def register_method(
             cls.Params = params_dataclass(cls.Params)
         cls.name = name
         cls.needs = needs
+        cls.title = title or name
+        cls.note = note
         _METHODS[name] = cls
         return cls
 
@@ -47,6 +50,12 @@ def method_class(name: str) -> type[Method]:
 
 def needs(name: str) -> Needs:
     return method_class(name).needs
+
+
+def describe(name: str) -> tuple[str, str]:
+    """(title, note) of a method, as reports and `bench list methods` show it."""
+    cls = method_class(name)
+    return cls.title, cls.note
 
 
 def _build_params(name: str, num_classes: int | None, params: dict[str, Any]) -> Any:

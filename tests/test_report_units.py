@@ -203,3 +203,26 @@ def test_report_knows_no_method_by_name():
         text = path.read_text()
         for name in ('"kd"', '"cakd"', '"bcd"', '"scd"', '"wcd"', "'kd'"):
             assert name not in text, f"{path.name} names {name}"
+
+
+def test_reports_name_cakd_as_kdbenchs_reading_of_the_paper(tmp_path, capsys):
+    from bench.__main__ import main
+
+    matrix = build_matrix(dict(ABLATION, seeds=1), "test", data_hash="abc")
+    tracker = JsonLinesTracker(tmp_path)
+    for run in matrix.runs:
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+        tracker.log_metrics(run_id, {"last_top1": 50.0, "best_top1": 51.0}, step=2)
+        tracker.finish(run_id, FINISHED)
+    write_report(matrix, tracker, tmp_path / "out")
+    protocol = (tmp_path / "out" / "README.md").read_text().split("## Leaderboard")[0]
+    row = next(line for line in protocol.splitlines() if line.startswith("| cakd_bcd "))
+    assert "kdbench's reading of CAKD (arXiv 2410.14741)" in row
+    assert "publishes" in protocol or "gives neither" in protocol
+    assert "KD (Hinton et al. 2015" in protocol
+
+    assert main(["list", "methods"]) == 0
+    listing = capsys.readouterr().out
+    assert "cakd: kdbench's reading of CAKD (arXiv 2410.14741)" in listing
+    assert "no published number is compared with it" in listing

@@ -178,11 +178,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in methods.available():
             params = methods.resolve_params(name)
             needs = methods.needs(name)
+            title, note = methods.describe(name)
             wanted = [k for k, v in vars(needs).items() if v]
-            print(
-                f"{name:6} " + ", ".join(f"{k}={v}" for k, v in params.items())
-                + f"  (needs: {', '.join(wanted) or 'nothing'})"
-            )
+            print(f"{name}: {title} (needs: {', '.join(wanted) or 'nothing'})")
+            print("    " + (", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"))
+            if note:
+                print(f"    {note}")
     else:
         import model_zoo
 

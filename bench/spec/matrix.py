@@ -407,7 +407,9 @@ def build_matrix(
             if cell["label"] != cell["name"]:
                 params |= dict(pair.params.get(cell["label"]) or {})
             where = f"{cell['where']} ({cell['label']}, pair {pair_label})"
-            method = MethodSpec(cell["name"], cell["label"], resolve(cell["name"], params, where))
+            title, note = methods.describe(cell["name"])
+            resolved = resolve(cell["name"], params, where)
+            method = MethodSpec(cell["name"], cell["label"], resolved, title, note)
             needs_teacher = methods.needs(cell["name"]).teacher
             for seed in seed_list:
                 run = RunSpec(

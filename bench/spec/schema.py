@@ -157,6 +157,9 @@ class MethodSpec:
     name: str
     label: str
     params: dict = dataclasses.field(default_factory=dict)
+    # How reports name the method, and what a reader must know; neither enters a key.
+    title: str = dataclasses.field(default="", compare=False)
+    note: str = dataclasses.field(default="", compare=False)
 
 
 @dataclass(frozen=True)

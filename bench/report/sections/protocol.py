@@ -97,8 +97,16 @@ def _method_table(matrix: Matrix) -> Table:
                 if len(values) == 1
                 else f"{key}=per pair ({', '.join(values)})"
             )
-        rows.append([label, runs[0].method.name, ", ".join(parts) or "—"])
+        rows.append([label, runs[0].method.title or runs[0].method.name, ", ".join(parts) or "—"])
     return Table(["method", "loss", "parameters"], rows, name="methods")
+
+
+def _method_notes(matrix: Matrix) -> list[Block]:
+    notes = {}
+    for run in matrix.runs:
+        if run.method.note:
+            notes[run.method.name] = f"`{run.method.name}`: {run.method.note}"
+    return [Bullets(list(notes.values()))] if notes else []
 
 
 def protocol_section(
@@ -150,7 +158,7 @@ def protocol_section(
         + ".",
         f"Runs read from `{tracker_description}`.",
     ]
-    return [Heading("Protocol"), Bullets(items), _method_table(matrix)]
+    return [Heading("Protocol"), Bullets(items), _method_table(matrix), *_method_notes(matrix)]
 
 
 
