@@ -71,10 +71,24 @@ def environment_tags(device: torch.device) -> dict[str, str]:
     }
     for name in PACKAGES:
         tags[f"version.{name}"] = package_version(name)
+    tags.update(numerics_tags())
     if device.type == "cuda":
         tags["version.cuda"] = str(torch.version.cuda)
         tags["version.cudnn"] = str(torch.backends.cudnn.version())
     return tags
+
+
+def numerics_tags() -> dict[str, str]:
+    """The switches that change floating-point results beside the precision: TF32 on matmul and
+    cuDNN convolutions (Ampere and later), cuDNN algorithm choice, deterministic algorithms."""
+    flags = {
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    return {key: str(value).lower() for key, value in flags.items()}
 
 
 @lru_cache(maxsize=1)

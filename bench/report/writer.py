@@ -13,7 +13,7 @@ from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, t
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
 from bench.store.cell_state import MISSING
-from bench.store.schema import FINAL_METRICS
+from bench.store.schema import EXECUTION_TAGS, FINAL_METRICS
 from bench.store.trackers import RunRecord
 
 FORMATS = ("md", "html", "latex")
@@ -26,6 +26,10 @@ RECORD_TAGS = (
     "git_sha",
     "kdbench_version",
     "version.torch",
+    "version.cuda",
+    "version.cudnn",
+    "device_type",
+    *EXECUTION_TAGS,
     "resume_count",
 )
 

@@ -229,6 +229,8 @@ class RunSpec:
             "backend": self.data.backend,
             "device": self.execution.device,
             "precision": self.execution.precision,
+            "teacher_cache": self.execution.teacher_cache,
+            "memory_format": self.execution.memory_format,
         }
         for k, v in dataclasses.asdict(self.data).items():
             out[f"data.{k}"] = v

@@ -6,6 +6,14 @@ from typing import Protocol
 
 from bench.spec import RunSpec
 
+# Tags the engine writes about how a run's numbers were computed (see engine.environment).
+EXECUTION_TAGS = (
+    "tf32_matmul",
+    "tf32_cudnn",
+    "cudnn_benchmark",
+    "cudnn_deterministic",
+    "deterministic_algorithms",
+)
 FINAL_METRICS = ("last_top1", "last_top5", "best_top1", "best_top5", "best_epoch", "teacher_top1")
 
 

@@ -10,6 +10,7 @@ from bench.report.render import Block, Bullets, Heading, Table
 from bench.report.sections import ReportContext, report_section
 from bench.spec import Matrix
 from bench.store.cell_state import BLOCKED, FAILED_STATE, MISSING, UNFINISHED
+from bench.store.schema import EXECUTION_TAGS
 
 
 def _distinct(values: list[str]) -> str:
@@ -146,6 +147,12 @@ def protocol_section(
         + _distinct([t.get("device_name", "") for t in tags])
         + "), precision "
         + _distinct([p.get("precision", "") for p in params])
+        + ", teacher-logit cache "
+        + _distinct([p.get("teacher_cache", "") for p in params])
+        + ", memory format "
+        + _distinct([p.get("memory_format", "") for p in params])
+        + "; "
+        + ", ".join(f"{tag} " + _distinct([t.get(tag, "") for t in tags]) for tag in EXECUTION_TAGS)
         + ".",
         "kdbench "
         + _distinct([t.get("kdbench_version", "") for t in tags])
