@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from bench.report import write_report
 from bench.report.published import PublishedTable, load_published, not_compared_reason
@@ -226,3 +227,36 @@ def test_reports_name_cakd_as_kdbenchs_reading_of_the_paper(tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "cakd: kdbench's reading of CAKD (arXiv 2410.14741)" in listing
     assert "no published number is compared with it" in listing
+
+
+def test_runs_of_other_precision_or_cache_are_never_pooled(tmp_path):
+    from bench.report import load_report_matrix
+
+    raw = dict(ABLATION, methods=["kd"], seeds=2)
+    tracker = JsonLinesTracker(tmp_path)
+    values = {("fp32", "none"): [60.0, 62.0], ("bf16", "none"): [70.0, 71.0],
+              ("fp32", "float16"): [80.0, 81.0]}  # fmt: skip
+    for (precision, cache), by_seed in values.items():
+        matrix = build_matrix(raw, "t", data_hash="abc", precision=precision, teacher_cache=cache)
+        for run in matrix.runs:
+            teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+            run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+            value = by_seed[run.seed]
+            tracker.log_metrics(run_id, {"last_top1": value, "best_top1": value}, step=2)
+            tracker.finish(run_id, FINISHED)
+    path = tmp_path / "abl.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    records = tracker.search()
+
+    def reported(**numerics) -> str:
+        matrix = load_report_matrix(str(path), records, store="s", **numerics)
+        out = tmp_path / "-".join(numerics.values() or ["default"])
+        write_report(matrix, tracker, out)
+        return (out / "README.md").read_text()
+
+    fp32 = reported(precision="fp32", teacher_cache="none")
+    assert "61.00 ± 1.41 (2)" in fp32 and "70.50" not in fp32 and "80.50" not in fp32
+    assert "precision bf16, teacher_cache none" in fp32 and "--precision bf16" in fp32
+    assert "precision fp32, teacher_cache float16" in fp32
+    assert "70.50 ± 0.71 (2)" in reported(precision="bf16", teacher_cache="none")
+    assert "80.50 ± 0.71 (2)" in reported(precision="fp32", teacher_cache="float16")

@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="primary number: last-epoch or best-epoch top-1",
     )
     report.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="report the runs made at this precision (default: the one most runs used)",
+    )
+    report.add_argument(
+        "--teacher-cache",
+        choices=["none", "float16", "float32"],
+        help="report the runs made with this teacher-logit cache (default: the most used)",
+    )
+    report.add_argument(
         "--format",
         choices=["md", "html", "latex"],
         default="md",

@@ -156,6 +156,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         seeds=args.seeds,
         subset_per_class=args.subset_per_class,
+        precision=args.precision,
+        teacher_cache=args.teacher_cache,
     )
     out = Path(args.out) if args.out else REPORTS / matrix.name
     fmt = getattr(args, "format", "md")

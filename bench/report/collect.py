@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bench.report.stats import Summary, summarize
 from bench.spec import Matrix, RunSpec, TeacherSpec, teacher_run
 from bench.store.cell_state import FINISHED_STATE, cell_state
+from bench.store.schema import numerics_of_record, numerics_of_run
 from bench.store.trackers import RunRecord
 
 METRICS = ("last", "best")
@@ -48,14 +49,22 @@ def _teacher_cell_key(teacher: TeacherSpec, run: RunSpec) -> str | None:
 
 def collect(matrix: Matrix, tracker, records: list[RunRecord] | None = None) -> list[CellResult]:
     """Every cell of the matrix with the run that stands for it and its state; runs are grouped
-    by cell_key (the same cell run on another device or by another matrix counts)."""
+    by cell_key (the same cell run on another device or by another matrix counts), among the
+    runs made with the matrix's numerics."""
     if records is None:
         records = tracker.search()
+    wanted = {numerics_of_run(run) for run in matrix.runs}
     by_cell: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         key = record.tags.get("cell_key")
-        if key is not None:
-            by_cell[key].append(record)
+        # a student run made with other numerics (precision, cache dtype, memory format) is
+        # another experiment: it never stands for this matrix's cell (teachers are shared)
+        if key is None or (
+            record.tags.get("role") != "teacher"
+            and numerics_of_record(record.params) not in wanted
+        ):
+            continue
+        by_cell[key].append(record)
     teacher_keys: dict[TeacherSpec, str | None] = {}
     results = []
     for run in matrix.runs:

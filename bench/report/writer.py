@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 from bench.errors import SpecError
@@ -13,7 +14,7 @@ from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, t
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
 from bench.store.cell_state import MISSING
-from bench.store.schema import EXECUTION_TAGS, FINAL_METRICS
+from bench.store.schema import EXECUTION_TAGS, FINAL_METRICS, numerics_of_record, numerics_of_run
 from bench.store.trackers import RunRecord
 
 FORMATS = ("md", "html", "latex")
@@ -106,7 +107,9 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     published = PublishedTable(load_published())
-    blocks = build_blocks(ReportContext(matrix, results, metric, published, tracker, out_dir))
+    context = ReportContext(matrix, results, metric, published, tracker, out_dir)
+    context.other_numerics = other_numerics(matrix, records)
+    blocks = build_blocks(context)
     files = ["runs.csv: one line per cell with every parameter, final metric and status"]
     if fmt == "html":
         files.append("README.html: this report as HTML")
@@ -148,19 +151,29 @@ def load_report_matrix(
     overrides: list[str] | None = None,
     seeds: int | None = None,
     subset_per_class: int | None = None,
+    precision: str | None = None,
+    teacher_cache: str | None = None,
 ) -> Matrix:
     """The matrix to report, built with the data content hash its runs were logged with, so a
     report never reads (or downloads) data: the hash of the matrix's own runs, else any hash in
-    the store; where several, the one whose cells the store holds most of."""
+    the store; where several, the one whose cells the store holds most of. Its numerics
+    (precision, teacher-cache dtype) are the ones asked for, else the ones most of the matrix's
+    runs were made with."""
     raw, _ = read_matrix_yaml(name_or_path)
     name = str(apply_overrides(raw, list(overrides or [])).get("name"))
     if not records:
         raise SpecError(_empty_store(store, name_or_path))
-    tagged = {r.params.get("data_hash") for r in records if r.tags.get("matrix") == name}
+    own = [r for r in records if r.tags.get("matrix") == name]
+    tagged = {r.params.get("data_hash") for r in own}
     candidates = sorted((tagged or {r.params.get("data_hash") for r in records}) - {None})
     if not candidates:
         raise SpecError(f"no runs of matrix '{name}' in {store}: nothing to report")
     cell_keys = {r.tags.get("cell_key") for r in records}
+    students = [r for r in own if r.tags.get("role") != "teacher"]
+    precision = precision or _most_common([r.params.get("precision") for r in students], "fp32")
+    teacher_cache = teacher_cache or _most_common(
+        [r.params.get("teacher_cache", "none") for r in students], "none"
+    )
 
     def build(data_hash: str) -> Matrix:
         return load_matrix(
@@ -168,9 +181,28 @@ def load_report_matrix(
             overrides=overrides,
             seeds=seeds,
             subset_per_class=subset_per_class,
+            precision=precision,
+            teacher_cache=teacher_cache,
             data_hash=data_hash,
         )
 
     matrices = [build(h) for h in candidates]
     return max(matrices, key=lambda m: sum(run.cell_key in cell_keys for run in m.runs))
 
+
+def _most_common(values: list, default: str) -> str:
+    counts = Counter(v for v in values if v)
+    return counts.most_common(1)[0][0] if counts else default
+
+
+def other_numerics(matrix: Matrix, records: list[RunRecord]) -> Counter:
+    """How many runs of the matrix's cells the store holds with other numerics (not pooled)."""
+    cells = {run.cell_key for run in matrix.runs}
+    wanted = {numerics_of_run(run) for run in matrix.runs}
+    return Counter(
+        numerics_of_record(r.params)
+        for r in records
+        if r.tags.get("cell_key") in cells
+        and r.tags.get("role") != "teacher"
+        and numerics_of_record(r.params) not in wanted
+    )

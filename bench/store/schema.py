@@ -41,3 +41,20 @@ def run_tags(run: RunSpec, role: str, teacher: TeacherIdentity | None = None) ->
         tags["teacher"] = teacher.arch
         tags["teacher_sha256"] = teacher.sha256
     return tags
+
+
+# What of a run's execution changes its numbers (beyond the cell): runs that differ in it are never
+# pooled in one report cell. Records made before a field was logged get its default.
+NUMERICS = (("precision", "fp32"), ("teacher_cache", "none"), ("memory_format", "channels_last"))
+
+
+def numerics_of_record(params: dict[str, str]) -> tuple[str, ...]:
+    return tuple(str(params.get(key, default)) for key, default in NUMERICS)
+
+
+def numerics_of_run(run: RunSpec) -> tuple[str, ...]:
+    return tuple(str(getattr(run.execution, key)) for key, _ in NUMERICS)
+
+
+def describe_numerics(numerics: tuple[str, ...]) -> str:
+    return ", ".join(f"{key} {value}" for (key, _), value in zip(NUMERICS, numerics, strict=True))

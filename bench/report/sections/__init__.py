@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class ReportContext:
     published: PublishedTable
     tracker: Any
     out_dir: Path
+    other_numerics: Counter = field(default_factory=Counter)  # runs left out: other numerics
 
     @property
     def baseline(self) -> str:

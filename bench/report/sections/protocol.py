@@ -6,11 +6,11 @@ import dataclasses
 from collections import Counter
 
 from bench.report.collect import DONE, Results, other_metric, pair_label, pair_title
-from bench.report.render import Block, Bullets, Heading, Table
+from bench.report.render import Block, Bullets, Heading, Para, Table
 from bench.report.sections import ReportContext, report_section
 from bench.spec import Matrix
 from bench.store.cell_state import BLOCKED, FAILED_STATE, MISSING, UNFINISHED
-from bench.store.schema import EXECUTION_TAGS
+from bench.store.schema import EXECUTION_TAGS, describe_numerics, numerics_of_run
 
 
 def _distinct(values: list[str]) -> str:
@@ -169,6 +169,24 @@ def protocol_section(
 
 
 
+def _numerics_note(ctx: ReportContext) -> list[Block]:
+    """Which numerics this report pools, and the runs it leaves out because they differ."""
+    run = ctx.matrix.runs[0]
+    text = (
+        f"Pooled: only runs made with {describe_numerics(numerics_of_run(run))}; runs of the "
+        "same cells with another precision, teacher-cache dtype or memory format are other "
+        "experiments and never enter these means."
+    )
+    for numerics, count in sorted(ctx.other_numerics.items()):
+        precision, cache = numerics[0], numerics[1]
+        text += (
+            f" The store also holds {count} run(s) with {describe_numerics(numerics)}: "
+            f"`python -m bench report --precision {precision} --teacher-cache {cache}`."
+        )
+    return [Para(text)]
+
+
 @report_section(10)
 def protocol(ctx: ReportContext) -> list[Block]:
-    return protocol_section(ctx.matrix, ctx.results, ctx.metric, ctx.tracker.describe())
+    blocks = protocol_section(ctx.matrix, ctx.results, ctx.metric, ctx.tracker.describe())
+    return blocks[:2] + _numerics_note(ctx) + blocks[2:]
