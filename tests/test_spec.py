@@ -250,3 +250,18 @@ def test_a_method_needing_two_views_is_refused_at_spec_time():
             build_matrix(_with(("methods",), ["two_view_test"]), "test.yaml", data_hash=HASH)
     finally:
         _METHODS.pop("two_view_test")
+
+
+def test_backends_that_change_pixels_never_share_a_cell():
+    """ImageNet through FFCV is re-encoded (JPEG, longest side 512, quality 90, OpenCV): another
+    cell than the PIL pipeline. The CIFAR backends give the same batches, so they share cells."""
+    torch_cells = load_matrix("imagenet_full", data_hash=HASH, overrides=["data.backend=torch"])
+    ffcv_cells = load_matrix("imagenet_full", data_hash=HASH, overrides=["data.backend=ffcv"])
+    assert {r.cell_key for r in torch_cells.runs}.isdisjoint(r.cell_key for r in ffcv_cells.runs)
+    assert ffcv_cells.runs[0].cell()["data"]["pixels"] == "ffcv-jpeg-r512-q90-opencv"
+    cifar = [
+        {r.cell_key for r in load_matrix("cifar100_full", data_hash=HASH,
+                                         overrides=[f"data.backend={b}"]).runs}
+        for b in ("torch", "gpu", "ffcv")
+    ]  # fmt: skip
+    assert cifar[0] == cifar[1] == cifar[2]

@@ -43,7 +43,10 @@ def _read_scores(scores_file: Path) -> dict:
 def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
     """Test top-1 of a teacher, computed once per (sha256, dataset content, eval transform)."""
     scores_file = Path(workdir) / "teachers" / "scores.json"
-    key = f"{sha}:{run.data_hash}:{run.data.test_subset_per_class}:normalize"
+    key = (
+        f"{sha}:{run.data_hash}:{run.data.test_subset_per_class}:normalize"
+        + ("" if run.data.pixel_pipeline == "exact" else f":{run.data.pixel_pipeline}")
+    )
     score = _read_scores(scores_file).get(key)
     if not isinstance(score, (int, float)):
         score = evaluate(model, loaders_for(run, device, workdir).test, device)["top1"]

@@ -13,6 +13,7 @@ from bench.spec.matrix import (
 from bench.spec.schema import (
     BACKENDS,
     DATASETS,
+    FFCV_IMAGE_ENCODING,
     PROTOCOL_VERSION,
     DataSpec,
     Execution,
@@ -29,6 +30,7 @@ from bench.spec.schema import (
 __all__ = [
     "BACKENDS",
     "DATASETS",
+    "FFCV_IMAGE_ENCODING",
     "PROTOCOL_VERSION",
     "DataSpec",
     "Execution",

@@ -63,6 +63,18 @@ class DatasetFacts:
     resolution: int
     num_classes: int | None  # None: read from the data (image folders) or the synthetic config
     backends: tuple[str, ...]
+    # True where every backend gives the same batches (tested); else each backend's pixel
+    # pipeline is part of the data identity, so their runs never share a cell.
+    backends_exact: bool = True
+
+
+# FFCV stores an image folder as JPEGs (longest side, quality) decoded with OpenCV: other pixels
+# than torchvision's PIL pipeline, so part of the data identity of those cells.
+FFCV_IMAGE_ENCODING = {"max_resolution": 512, "jpeg_quality": 90}
+PIXEL_PIPELINES = {
+    "torch": "torchvision-pil",
+    "ffcv": "ffcv-jpeg-r{max_resolution}-q{jpeg_quality}-opencv".format(**FFCV_IMAGE_ENCODING),
+}
 
 
 BACKENDS = ("torch", "gpu", "ffcv")
@@ -70,8 +82,8 @@ BACKENDS = ("torch", "gpu", "ffcv")
 DATASETS = {
     "cifar100": DatasetFacts(32, 100, BACKENDS),
     "synthetic": DatasetFacts(32, None, BACKENDS),
-    "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv")),
-    "imagefolder": DatasetFacts(224, None, ("torch", "ffcv")),
+    "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv"), backends_exact=False),
+    "imagefolder": DatasetFacts(224, None, ("torch", "ffcv"), backends_exact=False),
 }
 
 
@@ -109,15 +121,24 @@ class DataSpec:
     def is_subset(self) -> bool:
         return self.subset_per_class is not None or self.test_subset_per_class is not None
 
+    @property
+    def pixel_pipeline(self) -> str:
+        """'exact' where all backends give the same batches, else this backend's pipeline."""
+        return "exact" if self.facts.backends_exact else PIXEL_PIPELINES[self.backend]
+
     def identity(self, content_hash: str | None) -> dict:
-        """What of the data a result depends on (not where it lives, not how it is loaded)."""
-        return {
+        """What of the data a result depends on (not where it lives, nor how it is loaded where
+        every backend gives the same pixels)."""
+        identity = {
             "dataset": self.dataset,
             "subset_per_class": self.subset_per_class,
             "test_subset_per_class": self.test_subset_per_class,
             "augment": self.augment,
             "content_hash": content_hash,
         }
+        if not self.facts.backends_exact:
+            identity["pixels"] = self.pixel_pipeline
+        return identity
 
 
 def check_backend(data: DataSpec) -> None:

@@ -26,6 +26,7 @@ from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize,
 from bench.errors import DataError, SpecError
 from bench.files import atomic_path
 from bench.locks import file_lock
+from bench.spec import FFCV_IMAGE_ENCODING
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Transform = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
@@ -419,8 +420,10 @@ def make_ffcv_loaders(
 # ---------------------------------------------------------------------------------------------
 # ImageNet-layout folders: JPEG in the file, FFCV's crop decoders on the way out
 
-IMAGENET_MAX_RESOLUTION = 512  # longest side stored; RandomResizedCrop then reads from this
-IMAGENET_JPEG_QUALITY = 90
+# longest side stored (RandomResizedCrop then reads from it) and JPEG quality: the spec's
+# FFCV_IMAGE_ENCODING, part of these cells' data identity
+IMAGENET_MAX_RESOLUTION = FFCV_IMAGE_ENCODING["max_resolution"]
+IMAGENET_JPEG_QUALITY = FFCV_IMAGE_ENCODING["jpeg_quality"]
 
 
 class _FolderRecords:
