@@ -125,6 +125,15 @@ def _delta(a, b):
     return f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}] ({len(d)})"
 
 
+def log_finished(tracker, matrix, metrics_of) -> None:
+    """Log each run of `matrix` as a finished student run with `metrics_of(run)` at step 2."""
+    for run in matrix.runs:
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
+        tracker.log_metrics(run_id, metrics_of(run), step=2)
+        tracker.finish(run_id, FINISHED)
+
+
 def test_ablation_table_against_the_full_cakd_cell_and_kd(tmp_path):
     matrix = build_matrix(ABLATION, "test", data_hash="abc")
     tracker = JsonLinesTracker(tmp_path)
@@ -164,11 +173,7 @@ def test_no_ablation_table_without_cakd_variants(tmp_path):
     raw = dict(ABLATION, methods=["kd", "cakd"], seeds=1)
     matrix = build_matrix(raw, "test", data_hash="abc")
     tracker = JsonLinesTracker(tmp_path)
-    for run in matrix.runs:
-        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
-        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
-        tracker.log_metrics(run_id, {"last_top1": 50.0, "best_top1": 51.0}, step=2)
-        tracker.finish(run_id, FINISHED)
+    log_finished(tracker, matrix, lambda run: {"last_top1": 50.0, "best_top1": 51.0})
     write_report(matrix, tracker, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()
     assert "## CAKD ablation" not in text
@@ -179,12 +184,8 @@ def test_the_baseline_comes_from_the_matrix(tmp_path):
     matrix = build_matrix(dict(ABLATION, baseline="cakd_bcd"), "test", data_hash="abc")
     assert matrix.baseline == "cakd_bcd"
     tracker = JsonLinesTracker(tmp_path)
-    for run in matrix.runs:
-        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
-        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
-        last = LAST[run.method.label][run.seed]
-        tracker.log_metrics(run_id, {"last_top1": last, "best_top1": last}, step=2)
-        tracker.finish(run_id, FINISHED)
+    log_finished(tracker, matrix, lambda run: dict.fromkeys(
+        ("last_top1", "best_top1"), LAST[run.method.label][run.seed]))
     write_report(matrix, tracker, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()
     section = text[text.index("## Δ vs CAKD_BCD, paired by seed") :].split("\n## ")[0]
@@ -211,11 +212,7 @@ def test_reports_name_cakd_as_kdbenchs_reading_of_the_paper(tmp_path, capsys):
 
     matrix = build_matrix(dict(ABLATION, seeds=1), "test", data_hash="abc")
     tracker = JsonLinesTracker(tmp_path)
-    for run in matrix.runs:
-        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
-        run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
-        tracker.log_metrics(run_id, {"last_top1": 50.0, "best_top1": 51.0}, step=2)
-        tracker.finish(run_id, FINISHED)
+    log_finished(tracker, matrix, lambda run: {"last_top1": 50.0, "best_top1": 51.0})
     write_report(matrix, tracker, tmp_path / "out")
     protocol = (tmp_path / "out" / "README.md").read_text().split("## Leaderboard")[0]
     row = next(line for line in protocol.splitlines() if line.startswith("| cakd_bcd "))
@@ -238,12 +235,8 @@ def test_runs_of_other_precision_or_cache_are_never_pooled(tmp_path):
               ("fp32", "float16"): [80.0, 81.0]}  # fmt: skip
     for (precision, cache), by_seed in values.items():
         matrix = build_matrix(raw, "t", data_hash="abc", precision=precision, teacher_cache=cache)
-        for run in matrix.runs:
-            teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
-            run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
-            value = by_seed[run.seed]
-            tracker.log_metrics(run_id, {"last_top1": value, "best_top1": value}, step=2)
-            tracker.finish(run_id, FINISHED)
+        log_finished(tracker, matrix, lambda run, by_seed=by_seed: dict.fromkeys(
+            ("last_top1", "best_top1"), by_seed[run.seed]))
     path = tmp_path / "abl.yaml"
     path.write_text(yaml.safe_dump(raw))
     records = tracker.search()

@@ -22,6 +22,18 @@ def _distinct(values: list[str]) -> str:
     return ", ".join(f"`{v}` ({n} runs)" for v, n in counts.most_common())
 
 
+NUMERICS_PARAMS = (
+    ("precision", "precision"),
+    ("teacher-logit cache", "teacher_cache"),
+    ("memory format", "memory_format"),
+)
+VERSION_TAGS = (("git SHA", "git_sha"), ("torch", "version.torch"), ("mlflow", "version.mlflow"))
+
+
+def _distinct_of(rows: list[dict], key: str) -> str:
+    return _distinct([row.get(key, "") for row in rows])
+
+
 def _recipe_text(recipe) -> str:
     return (
         f"{recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr:g} momentum "
@@ -140,28 +152,18 @@ def protocol_section(
         "the best test top-1 over all epochs, CRD reports the last epoch: the two are never "
         "mixed here.",
         "Data backend "
-        + _distinct([p.get("backend", "") for p in params])
+        + _distinct_of(params, "backend")
         + ", device "
-        + _distinct([p.get("device", "") for p in params])
-        + " ("
-        + _distinct([t.get("device_name", "") for t in tags])
-        + "), precision "
-        + _distinct([p.get("precision", "") for p in params])
-        + ", teacher-logit cache "
-        + _distinct([p.get("teacher_cache", "") for p in params])
-        + ", memory format "
-        + _distinct([p.get("memory_format", "") for p in params])
+        + _distinct_of(params, "device")
+        + f" ({_distinct_of(tags, 'device_name')}), "
+        + ", ".join(f"{label} {_distinct_of(params, key)}" for label, key in NUMERICS_PARAMS)
         + "; "
-        + ", ".join(f"{tag} " + _distinct([t.get(tag, "") for t in tags]) for tag in EXECUTION_TAGS)
+        + ", ".join(f"{tag} {_distinct_of(tags, tag)}" for tag in EXECUTION_TAGS)
         + ".",
         "kdbench "
-        + _distinct([t.get("kdbench_version", "") for t in tags])
-        + ", git SHA "
-        + _distinct([t.get("git_sha", "") for t in tags])
-        + ", torch "
-        + _distinct([t.get("version.torch", "") for t in tags])
-        + ", mlflow "
-        + _distinct([t.get("version.mlflow", "") for t in tags])
+        + _distinct_of(tags, "kdbench_version")
+        + ", "
+        + ", ".join(f"{label} {_distinct_of(tags, key)}" for label, key in VERSION_TAGS)
         + ".",
         f"Runs read from `{tracker_description}`.",
     ]
