@@ -1,9 +1,9 @@
 """Imports run one way between the layers; no first-party import hides inside a function.
 
-cli → perf → engine → data, store → spec → methods, model_zoo; report → store, spec (never the
-engine: a report needs no training code). `bench/errors.py`, `bench/files.py` and
-`bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
-transforms → datasets → backends → loaders.
+cli → perf → engine → data, store, references → spec → methods, model_zoo; report → store,
+references, spec (never the engine: a report needs no training code). `bench/errors.py`,
+`bench/files.py` and `bench/workdir.py` are the base every bench layer may use. Inside
+bench/data the order is transforms → datasets → backends → loaders.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ FIRST_PARTY = ("bench", "methods", "model_zoo")
 BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.workdir"}
 
 ALLOWED = {
-    "cli": {"perf", "engine", "report", "data", "store", "spec", "base", "methods", "model_zoo"},
-    "perf": {"engine", "report", "data", "store", "spec", "base", "methods", "model_zoo"},
-    "engine": {"data", "store", "spec", "base", "methods", "model_zoo"},
-    "report": {"store", "spec", "base"},
+    "cli": {"perf", "engine", "report", "data", "store", "references", "spec", "base", "methods",
+            "model_zoo"},
+    "perf": {"engine", "report", "data", "store", "references", "spec", "base", "methods",
+             "model_zoo"},
+    "engine": {"data", "store", "references", "spec", "base", "methods", "model_zoo"},
+    "report": {"store", "references", "spec", "base"},
+    "references": {"spec", "base"},
     "data": {"spec", "base"},
     "store": {"spec", "base"},
     "spec": {"base", "methods", "model_zoo"},

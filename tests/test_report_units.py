@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from bench.references import PublishedTable, load_published, not_compared_reason
 from bench.report import write_report
-from bench.report.published import PublishedTable, load_published, not_compared_reason
 from bench.report.stats import fmt_paired, lead, paired, summarize, t_critical
 from bench.spec import DataSpec, build_matrix
 from bench.store.schema import run_tags
@@ -70,24 +70,31 @@ def test_lead_needs_a_clear_interval():
     assert lead({"kd": {}}) is None
 
 
-def test_published_rows_match_by_name_and_say_when_not_comparable():
+def test_published_rows_match_by_name_and_carry_their_setup():
     table = PublishedTable(load_published())
     kd = table.find("cifar100", "resnet56", "resnet20", "kd")
-    assert (kd.top1, kd.metric, kd.diffable) == (70.66, "last", True)
-    assert table.find("cifar100", "ResNet50", "MobileNetV2", "dkd").top1 == 70.35
+    assert (kd.top1, kd.metric, kd.setup, kd.runs) == (70.66, "last", "crd_cifar100", None)
+    assert table.find("cifar100", "ResNet50", "MobileNetV2", "dkd").params == {"beta": 8}
     assert table.find("cifar100", "resnet56", "resnet20", "cakd") is None
-    mlkd = table.find("cifar100", "resnet56", "resnet20", "mlkd")
-    assert not mlkd.diffable and mlkd.why_not == "not comparable (strong augmentation, 480 epochs)"
-    wkd = table.find("cifar100", "resnet32x4", "resnet8x4", "wkd_l")
-    assert not wkd.diffable and "unknown" in wkd.why_not
-    # ImageNet: prefixed kdbench names against the papers' spelling
+    assert table.find("cifar100", "resnet56", "resnet20", "mlkd").setup == "mlkd_cifar100"
+    assert table.find("cifar100", "resnet32x4", "resnet8x4", "wkd_l").metric == "unknown"
+    # ImageNet: prefixed kdbench names against the papers' spelling; DKD averages 3 trials there
     r18 = table.find("imagenet", "torchvision:resnet34", "torchvision:resnet18", "kd")
-    assert (r18.top1, r18.top5, r18.metric) == (71.03, 90.05, "best")
+    assert (r18.top1, r18.top5, r18.metric, r18.runs) == (71.03, 90.05, "best", 3)
+    dkd = table.find("imagenet", "torchvision:resnet34", "torchvision:resnet18", "dkd")
+    assert (dkd.runs, dkd.params) == (3, {"beta": 0.5})
     mbv1 = table.find("imagenet", "torchvision:resnet50", "imagenet:mobilenetv1", "teacher")
-    assert (mbv1.top1, mbv1.metric, mbv1.diffable) == (76.16, "pretrained", False)
-    assert table.find("imagenet", "torchvision:resnet50", "imagenet:mobilenetv1", "ce").metric == (
-        "unknown"
-    )
+    assert (mbv1.top1, mbv1.metric) == (76.13, "pretrained") and "torchvision" in mbv1.source
+    assert table.teacher_top1("cifar100", "wrn_40_2").top1 == 75.61
+
+
+def test_every_published_row_names_a_recorded_setup_and_a_source():
+    from bench.references import load_setups
+
+    setups = load_setups()
+    for row in load_published():
+        assert row.setup in setups, row
+        assert row.source and row.metric in ("best", "last", "pretrained", "unknown"), row
 
 
 def test_subsets_and_generated_data_are_never_compared():
@@ -128,7 +135,7 @@ def _delta(a, b):
 def log_finished(tracker, matrix, metrics_of) -> None:
     """Log each run of `matrix` as a finished student run with `metrics_of(run)` at step 2."""
     for run in matrix.runs:
-        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64) if run.teacher else None
         run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
         tracker.log_metrics(run_id, metrics_of(run), step=2)
         tracker.finish(run_id, FINISHED)
@@ -138,7 +145,7 @@ def test_ablation_table_against_the_full_cakd_cell_and_kd(tmp_path):
     matrix = build_matrix(ABLATION, "test", data_hash="abc")
     tracker = JsonLinesTracker(tmp_path)
     for run in matrix.runs:
-        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64)
+        teacher = SimpleNamespace(arch=run.teacher.arch, sha256="0" * 64) if run.teacher else None
         run_id = tracker.start(run.name, run.flat_params(), run_tags(run, "student", teacher))
         last = LAST[run.method.label][run.seed]
         tracker.log_metrics(run_id, {"test/top1": last - 1}, step=1)

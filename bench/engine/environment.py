@@ -78,6 +78,14 @@ def environment_tags(device: torch.device) -> dict[str, str]:
     return tags
 
 
+def apply_precision(precision: str) -> None:
+    """TF32 on matmul and cuDNN convolutions only for --precision tf32: PyTorch's own default
+    (TF32 convolutions on) would change fp32 numerics on Ampere and later GPUs."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 def numerics_tags() -> dict[str, str]:
     """The switches that change floating-point results beside the precision: TF32 on matmul and
     cuDNN convolutions (Ampere and later), cuDNN algorithm choice, deterministic algorithms."""

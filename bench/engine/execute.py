@@ -25,7 +25,7 @@ import model_zoo
 from bench.data import Loaders, make_loaders
 from bench.data.datasets.registry import load_cifar
 from bench.engine import checkpoint, faults, teacher_cache
-from bench.engine.environment import environment_tags, pip_freeze
+from bench.engine.environment import apply_precision, environment_tags, pip_freeze
 from bench.engine.train import TeacherForward, build_optimizer, train_epochs
 from bench.errors import BenchError, RunFailed
 from bench.files import atomic_write_text, quarantine, storage_problem
@@ -253,6 +253,7 @@ def execute_run(
 ) -> Outcome:
     """Train `run` to the end (or to an interruption), resuming from its checkpoint if any."""
     workdir = Path(workdir)
+    apply_precision(run.execution.precision)
     loaders = loaders_for(run, device, workdir)
     torch.manual_seed(run.seed)
     student = model_zoo.create(run.student, num_classes=loaders.num_classes).to(device)

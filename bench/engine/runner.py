@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from bench.engine.binding import bind_data
 from bench.engine.execute import Outcome, RefusedResume, checkpoint_path, execute_run
+from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.teachers import TeacherFailed, TeacherInterrupted, prepare_teacher
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
@@ -213,6 +214,7 @@ def run_matrix(
         )
         return summary
 
+    fetch_published_teachers(matrix, workdir, [c.run for c in todo])  # before any run starts
     stop = _StopFlag()
     restore = stop.install()
     try:

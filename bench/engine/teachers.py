@@ -9,11 +9,14 @@ from pathlib import Path
 import torch
 
 import model_zoo
+from bench.engine.environment import apply_precision
 from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
+from bench.engine.published_teachers import fetch_published_teacher
 from bench.engine.train import evaluate
 from bench.errors import BenchError
 from bench.files import atomic_write, atomic_write_text, quarantine
 from bench.locks import file_lock
+from bench.references import published_teacher_top1, teacher_release
 from bench.spec import RunSpec, TeacherSpec, teacher_run
 from bench.spec.keys import short_hash
 from bench.store.trackers import FINISHED, KILLED
@@ -85,6 +88,25 @@ def _quarantine_if_unreadable(arch: str, path: Path, num_classes: int, log) -> N
         log(f"warning: {exc}; moved to {moved.name}; training the teacher again")
 
 
+def _check_published_accuracy(teacher: TeacherSpec, run: RunSpec, top1: float, sha, log) -> None:
+    """A released teacher must score what its paper says, within the release's tolerance."""
+    if run.data.test_subset_per_class is not None:
+        log(f"teacher {teacher.arch}: re-score on a test subset, not checked against its paper")
+        return
+    published = published_teacher_top1(run.data.dataset, teacher.arch)
+    release = teacher_release(run.data.dataset)
+    if published is None or release is None:
+        log(f"warning: teacher {teacher.arch}: no published accuracy to check its re-score against")
+        return
+    expected, source = published
+    if abs(top1 - expected) > release.tolerance:
+        raise TeacherFailed(
+            f"teacher {teacher.arch}: re-scored top-1 {top1:.2f} is {abs(top1 - expected):.2f} "
+            f"points from the published {expected:.2f} ({source}); more than the allowed "
+            f"{release.tolerance:g}, so the file (sha256 {sha[:12]}) is refused"
+        )
+
+
 def prepare_teacher(
     teacher: TeacherSpec,
     student_run: RunSpec,
@@ -98,28 +120,34 @@ def prepare_teacher(
     run = teacher_run(teacher, student_run)
     num_classes = run.data.num_classes or loaders_for(run, device, workdir).num_classes
     channels_last = run.execution.memory_format == "channels_last"
-    if teacher.checkpoint or teacher.pretrained:
+    apply_precision(run.execution.precision)
+    if not teacher.trained_here:
         path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
+        if teacher.published:
+            path = fetch_published_teacher(teacher, run.data.dataset, workdir)
         model, sha = _load(teacher.arch, path, num_classes, device, channels_last)
         top1 = _rescore(model, run, sha, device, workdir)
+        if teacher.source == "published":
+            _check_published_accuracy(teacher, run, top1, sha, log)
+        source = teacher.checkpoint or teacher.pretrained or str(path)
         key = short_hash({"teacher_file": sha, "data": run.data_hash})
         if tracker.find(key) is None:
             run_id = tracker.start(
                 f"teacher {teacher.arch} (file)",
-                {"checkpoint": teacher.checkpoint or teacher.pretrained, "sha256": sha},
+                {"checkpoint": source, "sha256": sha, "teacher.source": teacher.source},
                 {
                     "run_key": key,
                     "role": "teacher",
                     "teacher": teacher.arch,
                     "teacher_sha256": sha,
+                    "teacher_source": teacher.source,
                     "matrix": run.matrix,
                 },
             )
             tracker.log_metrics(run_id, {"teacher_top1": top1, "last_top1": top1}, step=0)
             tracker.finish(run_id, FINISHED)
         log(
-            f"teacher {teacher.arch}: loaded {teacher.checkpoint or teacher.pretrained} "
-            f"(sha256 {sha[:12]}), "
+            f"teacher {teacher.arch}: loaded {source} (sha256 {sha[:12]}), "
             f"re-scored top-1 {top1:.2f}"
         )
         return LoadedTeacher(teacher.arch, model, sha, top1)

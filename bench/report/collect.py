@@ -61,7 +61,7 @@ def collect(matrix: Matrix, tracker, records: list[RunRecord] | None = None) -> 
         # another experiment: it never stands for this matrix's cell (teachers are shared)
         if key is None or (
             record.tags.get("role") != "teacher"
-            and numerics_of_record(record.params) not in wanted
+            and numerics_of_record(record) not in wanted
         ):
             continue
         by_cell[key].append(record)

@@ -128,3 +128,16 @@ def fmt_paired(p: Paired | None) -> str:
     if ci is None:
         return f"{fmt_signed(p.mean)} (1, no interval)"
     return f"{fmt_signed(p.mean)} [{fmt_signed(ci[0])}, {fmt_signed(ci[1])}] ({p.n})"
+
+
+def welch_p(ours: Summary, their_mean: float, their_std: float, their_n: int) -> float | None:
+    """Two-sided p of Welch's t test between our mean and a published mean of `their_n` runs
+    with sample std `their_std`; None where either side has fewer than two runs."""
+    if ours.n < 2 or their_n < 2:
+        return None
+    a, b = ours.std**2 / ours.n, their_std**2 / their_n
+    if a + b == 0:
+        return 1.0 if ours.mean == their_mean else 0.0
+    t = (ours.mean - their_mean) / math.sqrt(a + b)
+    df = (a + b) ** 2 / (a**2 / (ours.n - 1) + b**2 / (their_n - 1))
+    return float(2 * scipy.stats.t.sf(abs(t), df))

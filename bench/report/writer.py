@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bench.errors import SpecError
 from bench.files import atomic_write, atomic_write_text
+from bench.references import PublishedTable, load_published
 from bench.report.collect import METRICS, CellResult, Results, collect
-from bench.report.published import PublishedTable, load_published
 from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, to_latex, to_markdown
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
@@ -170,7 +170,7 @@ def load_report_matrix(
         raise SpecError(f"no runs of matrix '{name}' in {store}: nothing to report")
     cell_keys = {r.tags.get("cell_key") for r in records}
     students = [r for r in own if r.tags.get("role") != "teacher"]
-    precision = precision or _most_common([r.params.get("precision") for r in students], "fp32")
+    precision = precision or _most_common([numerics_of_record(r)[0] for r in students], "fp32")
     teacher_cache = teacher_cache or _most_common(
         [r.params.get("teacher_cache", "none") for r in students], "none"
     )
@@ -184,6 +184,7 @@ def load_report_matrix(
             precision=precision,
             teacher_cache=teacher_cache,
             data_hash=data_hash,
+            device="cuda" if precision == "tf32" else "cpu",  # TF32 exists on CUDA only
         )
 
     matrices = [build(h) for h in candidates]
@@ -200,9 +201,9 @@ def other_numerics(matrix: Matrix, records: list[RunRecord]) -> Counter:
     cells = {run.cell_key for run in matrix.runs}
     wanted = {numerics_of_run(run) for run in matrix.runs}
     return Counter(
-        numerics_of_record(r.params)
+        numerics_of_record(r)
         for r in records
         if r.tags.get("cell_key") in cells
         and r.tags.get("role") != "teacher"
-        and numerics_of_record(r.params) not in wanted
+        and numerics_of_record(r) not in wanted
     )

@@ -14,7 +14,7 @@ import re
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -34,7 +34,12 @@ from bench.spec.schema import (
 )
 from methods.params import params_dataclass, validate
 
-PRECISIONS = ("fp32", "bf16")
+# fp32 is the default on every device: the published tables were trained in fp32, and a default
+# that changes numerics would make every comparison with them a comparison of precisions. tf32
+# (fp32 storage, TF32 matmul and convolutions on Ampere and later) and bf16 autocast are opt-in;
+# runs of each precision are reported apart.
+PRECISIONS = ("fp32", "tf32", "bf16")
+DEFAULT_PRECISION = "fp32"
 TEACHER_CACHES = ("none", "float16", "float32")
 PUBLISHED_PRETRAINED = "IMAGENET1K_V1"
 DEFAULT_BASELINE = "kd"  # Hinton et al.: the method every logit-KD paper compares with
@@ -46,6 +51,9 @@ class TeacherSection:
     seed: int = 0
     checkpoints: dict[str, str] = field(default_factory=dict)  # model name -> file
     pretrained: str | None = None
+    # published: the authors' released teachers of this dataset (bench/references/teachers.yaml)
+    source: Literal["trained", "published"] = "trained"
+    url: str | None = None  # a mirror of the released file (file://, http://, https://)
 
 
 @params_dataclass
@@ -279,7 +287,7 @@ class _MethodResolver:
         return self.done[key]
 
 
-def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe) -> dict:
+def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe, data: DataSpec):
     if section_.pretrained is not None and section_.pretrained != PUBLISHED_PRETRAINED:
         raise SpecError(
             f"teacher.pretrained: '{section_.pretrained}' is not the published setting; "
@@ -291,6 +299,18 @@ def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe) -> dic
             f"teacher.checkpoints.{unused[0]}: no pair has this teacher; "
             f"teachers of this matrix: {', '.join(sorted(set(archs)))}"
         )
+    published = section_.source == "published"
+    if published and section_.checkpoints:
+        first = sorted(section_.checkpoints)[0]
+        raise SpecError(
+            f"teacher.checkpoints.{first}: a file of your own cannot be the published teacher; "
+            "drop teacher.source: published or the checkpoints"
+        )
+    if section_.url is not None and not published:
+        raise SpecError("teacher.url: a mirror of the released teachers needs source: published")
+    pretrained = section_.pretrained
+    if published and data.dataset == "imagenet":  # the released ImageNet teachers: torchvision's
+        pretrained = PUBLISHED_PRETRAINED
     teachers = {}
     for arch in archs:
         checkpoint = section_.checkpoints.get(arch)
@@ -301,15 +321,27 @@ def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe) -> dic
                 raise SpecError(f"teacher.checkpoints.{arch}: file not found: {checkpoint}")
             sha = model_zoo.sha256_file(path)
         teachers[arch] = TeacherSpec(
-            arch, recipe, section_.seed, checkpoint, sha, section_.pretrained
+            arch,
+            recipe,
+            section_.seed,
+            checkpoint,
+            sha,
+            pretrained,
+            published=published and pretrained is None,
+            url=section_.url,
         )
     return teachers
 
 
 def _execution(device: str, precision: str | None, teacher_cache: str, data: DataSpec):
-    precision = precision or ("bf16" if device == "cuda" else "fp32")
+    precision = precision or DEFAULT_PRECISION
     if precision not in PRECISIONS:
-        raise SpecError(f"--precision '{precision}': expected fp32 or bf16")
+        raise SpecError(f"--precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+    if precision == "tf32" and device != "cuda":
+        raise SpecError(
+            f"--precision tf32: TF32 is a CUDA mode (Ampere and later), not available on {device}; "
+            "use fp32 or bf16"
+        )
     if teacher_cache not in TEACHER_CACHES:
         raise SpecError(f"--teacher-cache '{teacher_cache}': expected none, float16 or float32")
     if teacher_cache != "none" and data.resolution != 32:
@@ -389,7 +421,7 @@ def build_matrix(
         _check_method_keys(pair.params, known, f"{where}.params")
         pairs.append((teacher, student, pair))
 
-    teachers = _teachers(spec.teacher, [t for t, _, _ in pairs], teacher_recipe)
+    teachers = _teachers(spec.teacher, [t for t, _, _ in pairs], teacher_recipe, data)
     execution = _execution(device, precision, teacher_cache, data)
     resolve = _MethodResolver(data.num_classes)
     runs: dict[str, RunSpec] = {}

@@ -150,9 +150,13 @@ def check_backend(data: DataSpec) -> None:
         )
 
 
+TEACHER_SOURCES = ("trained", "published")
+
+
 @dataclass(frozen=True)
 class TeacherSpec:
-    """A teacher is trained with CE (arch + recipe + seed) or loaded from a file (sha256)."""
+    """A teacher is trained with CE (arch + recipe + seed), loaded from a file (sha256), or the
+    authors' released file (`published`: fetched on first use, re-scored against its paper)."""
 
     arch: str
     recipe: Recipe
@@ -160,16 +164,29 @@ class TeacherSpec:
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     pretrained: str | None = None  # torchvision weights tag, e.g. IMAGENET1K_V1
+    published: bool = False  # the released file of this dataset's published tables
+    url: str | None = dataclasses.field(default=None, compare=False)  # a mirror of the release
 
     @property
     def trained_here(self) -> bool:
-        return not (self.checkpoint or self.pretrained)
+        return self.source == "trained"
+
+    @property
+    def source(self) -> str:
+        """'published' (the authors' released weights), 'file' (a user's file) or 'trained'."""
+        if self.checkpoint:
+            return "file"
+        if self.published or self.pretrained:
+            return "published"
+        return "trained"
 
     def identity(self) -> dict:
-        if self.pretrained and not self.checkpoint_sha256:
-            return {"arch": self.arch, "pretrained": self.pretrained}
         if self.checkpoint_sha256:
             return {"arch": self.arch, "sha256": self.checkpoint_sha256}
+        if self.pretrained:
+            return {"arch": self.arch, "pretrained": self.pretrained}
+        if self.published:
+            return {"arch": self.arch, "published": True}
         return {"arch": self.arch, "recipe": dataclasses.asdict(self.recipe), "seed": self.seed}
 
 
@@ -261,7 +278,10 @@ class RunSpec:
             out[f"method.{k}"] = v
         if self.teacher:
             out["teacher.seed"] = self.teacher.seed
-            out["teacher.checkpoint"] = self.teacher.checkpoint or "trained"
+            out["teacher.source"] = self.teacher.source
+            out["teacher.checkpoint"] = (
+                self.teacher.checkpoint or self.teacher.pretrained or self.teacher.source
+            )
         return out
 
 

@@ -45,15 +45,39 @@ def run_tags(run: RunSpec, role: str, teacher: TeacherIdentity | None = None) ->
 
 # What of a run's execution changes its numbers (beyond the cell): runs that differ in it are never
 # pooled in one report cell. Records made before a field was logged get its default.
-NUMERICS = (("precision", "fp32"), ("teacher_cache", "none"), ("memory_format", "channels_last"))
+NUMERICS = (
+    ("precision", "fp32"),
+    ("teacher_cache", "none"),
+    ("memory_format", "channels_last"),
+    ("deterministic", "false"),
+)
 
 
-def numerics_of_record(params: dict[str, str]) -> tuple[str, ...]:
-    return tuple(str(params.get(key, default)) for key, default in NUMERICS)
+class RecordLike(Protocol):
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def numerics_of_record(record: RecordLike) -> tuple[str, ...]:
+    """The numerics a stored run was made with. An fp32 CUDA run that ran with TF32 switched on
+    (PyTorch's default for convolutions, before kdbench switched it off) counts as tf32."""
+    params, tags = record.params, record.tags
+    precision = str(params.get("precision", "fp32"))
+    tf32 = "true" in (tags.get("tf32_matmul"), tags.get("tf32_cudnn"))
+    if precision == "fp32" and tags.get("device_type") == "cuda" and tf32:
+        precision = "tf32"
+    return (
+        precision,
+        str(params.get("teacher_cache", "none")),
+        str(params.get("memory_format", "channels_last")),
+        str(tags.get("deterministic_algorithms", "false")),
+    )
 
 
 def numerics_of_run(run: RunSpec) -> tuple[str, ...]:
-    return tuple(str(getattr(run.execution, key)) for key, _ in NUMERICS)
+    """The numerics a run of this spec is made with (kdbench never turns deterministic mode on)."""
+    execution = run.execution
+    return (execution.precision, execution.teacher_cache, execution.memory_format, "false")
 
 
 def describe_numerics(numerics: tuple[str, ...]) -> str:

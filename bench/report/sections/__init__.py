@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.references import PublishedTable
 from bench.report.collect import Results
-from bench.report.published import PublishedTable
 from bench.report.render import Block
 from bench.spec import Matrix
 

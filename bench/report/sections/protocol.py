@@ -66,7 +66,9 @@ def _teacher_text(matrix: Matrix, results: Results) -> str:
         if teacher.checkpoint:
             how = f"loaded from `{teacher.checkpoint}` (sha256 {teacher.checkpoint_sha256[:12]})"
         elif teacher.pretrained:
-            how = f"pretrained weights {teacher.pretrained}"
+            how = f"released weights (torchvision {teacher.pretrained})"
+        elif teacher.published:
+            how = "released file of the published tables (fetched, sha256 in its run's tags)"
         else:
             how = f"trained with CE ({teacher.recipe.epochs} epochs, seed {teacher.seed})"
         scores = sorted(
@@ -176,8 +178,9 @@ def _numerics_note(ctx: ReportContext) -> list[Block]:
     run = ctx.matrix.runs[0]
     text = (
         f"Pooled: only runs made with {describe_numerics(numerics_of_run(run))}; runs of the "
-        "same cells with another precision, teacher-cache dtype or memory format are other "
-        "experiments and never enter these means."
+        "same cells with another precision (fp32 with TF32 on counts as tf32), teacher-cache "
+        "dtype, memory format or deterministic mode are other experiments and never enter these "
+        "means."
     )
     for numerics, count in sorted(ctx.other_numerics.items()):
         precision, cache = numerics[0], numerics[1]

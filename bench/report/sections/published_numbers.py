@@ -1,13 +1,108 @@
-"""Published numbers beside ours, compared like for like."""
+"""Published numbers beside ours: diffed only like for like (bench.references.differences)."""
 
 from __future__ import annotations
 
+from bench.references import (
+    Ours,
+    PublishedTable,
+    differences,
+    load_setups,
+    not_compared_reason,
+    teacher_differences,
+)
+from bench.references.setups import PublishedSetup
 from bench.report.collect import Results
-from bench.report.published import PublishedTable, not_compared_reason
 from bench.report.render import Block, Heading, Para, Table
 from bench.report.sections import ReportContext, report_section
-from bench.report.stats import fmt_signed, fmt_summary
+from bench.report.stats import Summary, fmt_signed, fmt_summary, welch_p
 from bench.spec import Matrix
+
+HEADERS = ["teacher", "student", "method", "ours last", "ours best", "published",
+           "metric (runs)", "Δ like for like", "agreement", "source"]  # fmt: skip
+
+
+def _not_comparable(reasons: list[str]) -> str:
+    return "not comparable: " + "; ".join(reasons)
+
+
+def _agreement(ours: Summary, pub) -> str:
+    if pub.std is not None and pub.runs is not None:
+        p = welch_p(ours, pub.top1, pub.std, pub.runs)
+        if p is not None:
+            verdict = "consistent" if p >= 0.05 else "differs"
+            return f"{verdict} (Welch p = {p:.2f}, published ± {pub.std:.2f})"
+    ci = ours.ci
+    if ci is None:
+        return "—"
+    inside = "inside" if ci[0] <= pub.top1 <= ci[1] else "outside"
+    return f"{inside} our 95% CI; published spread unknown"
+
+
+def _metric_text(pub, setup: PublishedSetup | None) -> str:
+    note = f": {setup.metric_note}" if setup is not None and setup.metric_note else ""
+    return f"{pub.metric}{note} ({pub.runs_text})"
+
+
+def _teacher_score(results: Results, pair) -> float | None:
+    score = results.teacher_score(pair)
+    return float(score) if score and "/" not in score else None
+
+
+def _teacher_row(matrix, results, published, setups, pair) -> list[str]:
+    teacher, student = pair
+    dataset = matrix.data.dataset
+    pub = published.find(dataset, teacher, student, "teacher") or published.teacher_top1(
+        dataset, teacher
+    )
+    score = results.teacher_score(pair)
+    ours_text = f"{score} (re-scored)" if score else "—"
+    if pub is None:
+        return [*pair, "teacher", ours_text, "", "—", "—", "not published", "", ""]
+    setup = setups.get(pub.setup)
+    run = next((r for r in matrix.runs if r.teacher and r.teacher.arch == teacher), None)
+    reasons = []
+    if run is not None and setup is not None:
+        reasons = teacher_differences(run, setup, Ours(finished_runs=0))
+    if reasons:
+        delta = _not_comparable(reasons)
+    elif score is None or "/" in score:
+        delta = "no re-scored teacher" if score is None else "several teacher scores"
+    else:
+        delta = fmt_signed(float(score) - pub.top1)
+    return [*pair, "teacher", ours_text, "", f"{pub.top1:.2f}", _metric_text(pub, None), delta,
+            "", pub.source]  # fmt: skip
+
+
+def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
+    teacher, student = pair
+    name = results.method_name(label)
+    last = results.summary(pair, label, "last")
+    best = results.summary(pair, label, "best")
+    ours_cols = [fmt_summary(last), fmt_summary(best)]
+    pub = published.find(matrix.data.dataset, teacher, student, name)
+    if pub is None:
+        return [*pair, label, *ours_cols, "not published", "—", "—", "", ""]
+    setup = setups.get(pub.setup)
+    if setup is None:
+        delta = _not_comparable([f"setup '{pub.setup}' is not recorded"])
+        return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, None), delta, "",
+                pub.source]  # fmt: skip
+    ours = best if pub.metric == "best" else last
+    teacher_top1 = published.teacher_top1(matrix.data.dataset, teacher)
+    context = Ours(
+        finished_runs=ours.n,
+        teacher_top1=_teacher_score(results, pair),
+        published_teacher_top1=teacher_top1.top1 if teacher_top1 else None,
+    )
+    cells = results.cells_of(pair, label)
+    reasons = differences(cells[0].run, pub, setup, context) if cells else ["no cells"]
+    if reasons:
+        delta, agreement = _not_comparable(reasons), ""
+    else:
+        delta = f"{fmt_signed(ours.mean - pub.top1)} (ours {pub.metric} − published)"
+        agreement = _agreement(ours, pub)
+    return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, setup), delta,
+            agreement, pub.source]  # fmt: skip
 
 
 def published_section(matrix: Matrix, results: Results, published: PublishedTable) -> list[Block]:
@@ -17,97 +112,50 @@ def published_section(matrix: Matrix, results: Results, published: PublishedTabl
         return blocks + [Para(f"Not compared: {reason}.")]
     blocks.append(
         Para(
-            "Published top-1 (bench/references/published.csv) beside ours, like for like: a "
-            "published **best**-epoch number is diffed against our best-epoch mean, a **last**-"
-            "epoch number against our last-epoch mean. Numbers whose epoch is unknown, and those "
-            "the CSV marks not comparable, are shown and not diffed. Teacher rows compare the "
-            "published teacher with ours as re-scored at load (one evaluation of fixed weights, "
-            "so a published last-epoch or pretrained-weights number is the same quantity). "
-            "'in CI': whether the published number lies in the 95% t interval of our mean."
+            "Published top-1 (bench/references/published.csv) beside ours. A Δ is shown only "
+            "like for like: the published setup (bench/references/setups.yaml: recipe, method "
+            "parameters, precision, released teacher, teacher-logit cache, data and pixel "
+            "pipeline, metric, number of runs) matches this cell in everything that can change "
+            "the result; otherwise the row lists every difference. A published **best**-epoch "
+            "number is diffed against our best-epoch mean, a **last**-epoch number against our "
+            "last-epoch mean. Teacher rows compare the published accuracy of the released file "
+            "with ours as re-scored at load. 'agreement': Welch's test of the two means where "
+            "the source gives a spread; otherwise whether the published mean lies in the 95% t "
+            "interval of ours, which ignores the published number's own run-to-run spread."
         )
     )
-    dataset = matrix.data.dataset
+    setups = load_setups()
     rows = []
     for pair in matrix.pairs:
-        teacher, student = pair
-        pub = published.find(dataset, teacher, student, "teacher")
-        score = results.teacher_score(pair)
-        ours = f"{score} (re-scored)" if score else "—"
-        if pub is None:
-            delta = "not published"
-        elif pub.comparable != "yes" or pub.metric == "unknown":
-            delta = pub.why_not
-        elif score is None or "/" in score:
-            delta = "no re-scored teacher" if score is None else "several teacher scores"
-        else:
-            delta = fmt_signed(float(score) - pub.top1)
-        rows.append(_published_row(pair, "teacher", ours, "", pub, delta, ""))
+        rows.append(_teacher_row(matrix, results, published, setups, pair))
         for label in matrix.method_labels:
-            name = results.method_name(label)
-            if label != name:
-                continue  # variants (ablation cells) have no published counterpart
-            last = results.summary(pair, label, "last")
-            best = results.summary(pair, label, "best")
-            pub = published.find(dataset, teacher, student, name)
-            inside = ""
-            if pub is None:
-                delta = "not published"
-            elif not pub.diffable:
-                delta = pub.why_not
-            else:
-                ours_s = last if pub.metric == "last" else best
-                if ours_s.n == 0:
-                    delta = "no finished runs"
-                else:
-                    delta = f"{fmt_signed(ours_s.mean - pub.top1)} (ours {pub.metric} − published)"
-                    ci = ours_s.ci
-                    inside = "—" if ci is None else ("yes" if ci[0] <= pub.top1 <= ci[1] else "no")
-            rows.append(
-                _published_row(
-                    pair, label, fmt_summary(last), fmt_summary(best), pub, delta, inside
-                )
-            )
-    headers = ["teacher", "student", "method", "ours last", "ours best", "published",
-               "epoch (runs)", "Δ like for like", "in CI", "source"]  # fmt: skip
-    blocks.append(Table(headers, rows, name="published", caption=f"{matrix.name}: published"))
+            if label == results.method_name(label):  # variants have no published counterpart
+                rows.append(_method_row(matrix, results, published, setups, pair, label))
+    blocks.append(Table(HEADERS, rows, name="published", caption=f"{matrix.name}: published"))
+    return blocks + _context_blocks(matrix, results, published)
+
+
+def _context_blocks(matrix: Matrix, results: Results, published: PublishedTable) -> list[Block]:
     ours = {results.method_name(label) for label in matrix.method_labels} | {"teacher"}
     context = []
     for teacher, student in matrix.pairs:
-        others = [p for p in published.for_pair(dataset, teacher, student) if p.method not in ours]
+        others = [
+            p
+            for p in published.for_pair(matrix.data.dataset, teacher, student)
+            if p.method not in ours
+        ]
         if others:
             context.append([teacher, student, "; ".join(_published_brief(p) for p in others)])
-    if context:
-        blocks += [
-            Para("Published methods this matrix does not run, for context (never diffed):"),
-            Table(
-                ["teacher", "student", "published (epoch, runs)"], context, name="published_other"
-            ),
-        ]
-    return blocks
+    if not context:
+        return []
+    return [
+        Para("Published methods this matrix does not run, for context (never diffed):"),
+        Table(["teacher", "student", "published (metric, runs)"], context, name="published_other"),
+    ]
 
 
 def _published_brief(pub) -> str:
-    runs = f", {pub.runs} run{'' if pub.runs == '1' else 's'}" if pub.runs else ""
-    note = "" if pub.comparable == "yes" else f"; {pub.why_not}"
-    return f"{pub.method} {pub.top1:.2f} ({pub.metric}{runs}{note})"
-
-
-def _published_row(pair, method, ours_last, ours_best, pub, delta, inside) -> list[str]:
-    if pub is None:
-        return [*pair, method, ours_last, ours_best, "—", "—", delta, inside, ""]
-    runs = f" ({pub.runs})" if pub.runs else ""
-    return [
-        *pair,
-        method,
-        ours_last,
-        ours_best,
-        f"{pub.top1:.2f}",
-        f"{pub.metric}{runs}",
-        delta,
-        inside,
-        pub.source,
-    ]
-
+    return f"{pub.method} {pub.top1:.2f} ({pub.metric}, {pub.runs_text}; setup {pub.setup})"
 
 
 @report_section(50)

@@ -1,0 +1,155 @@
+"""One notion of "comparable": a run's resolved spec against a published row's own setup.
+
+`differences` returns one reason per difference that can change the result; a published number
+is diffed against ours only when it returns none. Differences that change rounding alone (memory
+format, cuDNN's choice of algorithm) are disclosed in the protocol, not counted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from bench.references.published import EPOCH_METRICS, Published, subset_parts
+from bench.references.setups import PublishedSetup
+from bench.spec import RunSpec
+
+MIN_RUNS = 2  # a mean with no spread cannot be compared with anything
+
+
+@dataclass(frozen=True)
+class Ours:
+    """What the store says of a cell beside its spec."""
+
+    finished_runs: int
+    teacher_top1: float | None = None  # as re-scored at load
+    published_teacher_top1: float | None = None
+
+
+def _text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def _same(ours, theirs) -> bool:
+    if isinstance(ours, (list, tuple)) and isinstance(theirs, (list, tuple)):
+        return len(ours) == len(theirs) and all(map(_same, ours, theirs))
+    if isinstance(ours, bool) or isinstance(theirs, bool):
+        return ours is theirs or ours == theirs
+    if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)):
+        return math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-12)
+    return ours == theirs
+
+
+def _teacher_scores(ours: Ours) -> str:
+    scored = "not re-scored" if ours.teacher_top1 is None else f"re-scored {ours.teacher_top1:.2f}"
+    if ours.published_teacher_top1 is None:
+        return f"({scored})"
+    return f"({scored}, published {ours.published_teacher_top1:.2f})"
+
+
+def _data(run: RunSpec, setup: PublishedSetup) -> list[str]:
+    reasons = []
+    if run.data.dataset != setup.dataset:
+        reasons.append(f"dataset {run.data.dataset} ≠ {setup.dataset}")
+    if run.data.is_subset:
+        reasons.append(f"data subset ({', '.join(subset_parts(run.data))})")
+    if run.data.augment != setup.augment:
+        reasons.append(f"augmentation {'on' if run.data.augment else 'off'} ≠ "
+                       f"{'on' if setup.augment else 'off'}")
+    if run.data.pixel_pipeline != setup.pixels:
+        reasons.append(
+            f"pixels {run.data.pixel_pipeline} (backend {run.data.backend}) ≠ {setup.pixels}"
+        )
+    return reasons
+
+
+def _recipe(run: RunSpec, setup: PublishedSetup) -> list[str]:
+    theirs = setup.recipe_for(run.student)
+    ours = dataclasses.asdict(run.recipe)
+    return [
+        f"{key} {_text(ours[key])} ≠ {_text(theirs[key])}"
+        for key in ours
+        if key in theirs and not _same(ours[key], theirs[key])
+    ]
+
+
+def _method(run: RunSpec, row: Published, setup: PublishedSetup) -> list[str]:
+    name = run.method.name
+    if name not in setup.methods:
+        return [f"{name}'s published parameters are not recorded (setup {setup.name})"]
+    theirs = dict(setup.methods[name] or {}) | row.params
+    return [
+        f"{name}.{key} {_text(run.method.params.get(key, '—'))} ≠ {_text(value)}"
+        for key, value in theirs.items()
+        if not _same(run.method.params.get(key), value)
+    ]
+
+
+def _execution(run: RunSpec, setup: PublishedSetup) -> list[str]:
+    reasons = []
+    if run.execution.precision != setup.precision:
+        reasons.append(f"precision {run.execution.precision} ≠ {setup.precision}")
+    if run.execution.teacher_cache != setup.teacher_cache:
+        reasons.append(
+            f"teacher logits cached in {run.execution.teacher_cache} ≠ "
+            f"{'computed each step' if setup.teacher_cache == 'none' else setup.teacher_cache}"
+        )
+    return reasons
+
+
+def _teacher(run: RunSpec, setup: PublishedSetup, ours: Ours) -> list[str]:
+    if run.teacher is None or setup.teacher != "released":
+        return []
+    if run.teacher.source == "trained":
+        return [f"teacher self-trained {_teacher_scores(ours)}"]
+    if run.teacher.source == "file":
+        return [f"teacher from a local file, not the released one {_teacher_scores(ours)}"]
+    return []
+
+
+def _seeds(row: Published, ours: Ours) -> list[str]:
+    n = ours.finished_runs
+    runs = f"{n} finished run{'' if n == 1 else 's'}"
+    if n < MIN_RUNS:
+        return [f"seeds: {runs}; a mean needs at least {MIN_RUNS}"]
+    if row.runs is not None and n < row.runs:
+        return [f"seeds: {runs} < the published mean of {row.runs}"]
+    return []
+
+
+def _metric(row: Published) -> list[str]:
+    if row.metric in EPOCH_METRICS:
+        return []
+    if row.metric == "unknown":
+        return ["metric unknown: the source does not say which epoch it reports"]
+    return [f"metric '{row.metric}' is not an epoch of a training run"]
+
+
+def differences(run: RunSpec, row: Published, setup: PublishedSetup, ours: Ours) -> list[str]:
+    """Every reason `run`'s cell cannot be diffed against `row` (empty: like for like)."""
+    return [
+        *setup.not_reproduced,
+        *_data(run, setup),
+        *_recipe(run, setup),
+        *_method(run, row, setup),
+        *_execution(run, setup),
+        *_teacher(run, setup, ours),
+        *_seeds(row, ours),
+        *_metric(row),
+    ]
+
+
+def teacher_differences(run: RunSpec, setup: PublishedSetup, ours: Ours) -> list[str]:
+    """Why our teacher's re-score is not the published teacher's accuracy ('' reasons: it is)."""
+    reasons = [r for r in _data(run, setup)]
+    if run.teacher is not None and run.teacher.source != "published":
+        what = "self-trained" if run.teacher.source == "trained" else "from a local file"
+        reasons.append(f"teacher {what}: another file than the released one")
+    return reasons

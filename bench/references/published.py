@@ -1,0 +1,149 @@
+"""Published numbers (published.csv): one row per (dataset, teacher, student, method).
+
+Columns: top1/top5; `metric` (best, last, pretrained or unknown: which epoch the number is);
+`runs` (how many runs the number is the mean of; empty where the source does not say); `std`
+(their spread, where the source gives one); `setup` (the entry of setups.yaml the number was made
+with); `params` (per-pair method parameters, `key=value;key=value`); `source`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+
+import yaml
+
+from bench.errors import SpecError
+from bench.references.files import reference_files
+from bench.spec import DataSpec
+
+# kdbench dataset name -> the dataset column of published.csv
+PUBLISHED_DATASETS = {"cifar100": "cifar100", "imagenet": "imagenet"}
+EPOCH_METRICS = ("last", "best")
+
+
+@dataclass(frozen=True)
+class Published:
+    dataset: str
+    teacher: str
+    student: str
+    method: str
+    top1: float
+    top5: float | None
+    metric: str
+    runs: int | None
+    std: float | None
+    setup: str
+    source: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def runs_text(self) -> str:
+        if self.runs is None:
+            return "runs not stated"
+        return "1 run" if self.runs == 1 else f"mean of {self.runs}"
+
+
+def _params(text: str, where: str) -> dict:
+    params = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"{where}: params item '{item}': expected key=value")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _number(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def load_published() -> list[Published]:
+    """Every row of the shipped published.csv and of $KDBENCH_REFERENCES/published.csv."""
+    rows: list[Published] = []
+    for path in reference_files("published.csv"):
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                where = f"{path.name} line {line}"
+                try:
+                    runs = int(row["runs"]) if row["runs"].strip() else None
+                    rows.append(
+                        Published(
+                            dataset=row["dataset"],
+                            teacher=row["teacher"],
+                            student=row["student"],
+                            method=row["method"],
+                            top1=float(row["top1"]),
+                            top5=_number(row["top5"]),
+                            metric=row["metric"],
+                            runs=runs,
+                            std=_number(row.get("std") or ""),
+                            setup=row["setup"],
+                            source=row["source"],
+                            params=_params(row.get("params") or "", where),
+                        )
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SpecError(f"{where}: not a valid published row ({exc})") from None
+    return rows
+
+
+def model_key(name: str) -> str:
+    """A model name as published tables spell it, case-folded: 'torchvision:resnet34' ->
+    'resnet34', 'imagenet:mobilenetv1' -> 'mobilenetv1' (matches 'MobileNetV1')."""
+    return name.split(":", 1)[-1].casefold()
+
+
+def not_compared_reason(data: DataSpec) -> str:
+    """Why no run on this data is compared with published numbers ('' when they may be)."""
+    if data.dataset not in PUBLISHED_DATASETS:
+        return (
+            f"dataset '{data.dataset}' is generated or local data: its numbers are never compared "
+            "with published numbers"
+        )
+    if data.is_subset:
+        return (
+            f"runs on a data subset ({', '.join(subset_parts(data))}): never compared with "
+            "published numbers (those use the full train and test sets)"
+        )
+    return ""
+
+
+def subset_parts(data: DataSpec) -> list[str]:
+    return [
+        f"{key}={getattr(data, key)}"
+        for key in ("subset_per_class", "test_subset_per_class")
+        if getattr(data, key) is not None
+    ]
+
+
+class PublishedTable:
+    """Published rows indexed by (dataset, teacher, student, method), names matched loosely;
+    a later row (from $KDBENCH_REFERENCES) replaces a shipped one with the same key."""
+
+    def __init__(self, rows: list[Published]):
+        self.rows = rows
+        self._index = {
+            (r.dataset, model_key(r.teacher), model_key(r.student), r.method.casefold()): r
+            for r in rows
+        }
+
+    def find(self, dataset: str, teacher: str, student: str, method: str) -> Published | None:
+        key = (
+            PUBLISHED_DATASETS.get(dataset, dataset),
+            model_key(teacher),
+            model_key(student),
+            method.casefold(),
+        )
+        return self._index.get(key)
+
+    def for_pair(self, dataset: str, teacher: str, student: str) -> list[Published]:
+        key = (PUBLISHED_DATASETS.get(dataset, dataset), model_key(teacher), model_key(student))
+        return [r for k, r in self._index.items() if k[:3] == key]
+
+    def teacher_top1(self, dataset: str, teacher: str) -> Published | None:
+        """The published accuracy of a teacher (the same file serves every pair it is in)."""
+        folded = (PUBLISHED_DATASETS.get(dataset, dataset), model_key(teacher), "teacher")
+        return next(
+            (r for k, r in self._index.items() if (k[0], k[1], k[3]) == folded), None
+        )

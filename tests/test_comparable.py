@@ -1,0 +1,211 @@
+"""One notion of "comparable": every kind of difference from a published setup is a reason, one
+test per kind, and an unchanged published-setup spec is comparable; the report shows a Δ only
+then, and says why not otherwise."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import statistics
+
+import pytest
+import scipy.stats
+import yaml
+
+from bench.references import Ours, PublishedTable, differences, load_published, load_setups
+from bench.report import write_report
+from bench.report.stats import summarize, welch_p
+from bench.spec import build_matrix
+from bench.spec.matrix import apply_overrides, read_matrix_yaml
+from bench.store.trackers import JsonLinesTracker
+from tests.test_report_units import log_finished
+
+TABLE = PublishedTable(load_published())
+SETUPS = load_setups()
+PAIR = ("resnet32x4", "resnet8x4")
+# five finished seeds, the released teacher re-scored within 0.15 of its paper
+LIKE_FOR_LIKE = Ours(finished_runs=5, teacher_top1=79.40, published_teacher_top1=79.42)
+
+
+def cell(matrix_name="cifar100_full", method="dkd", pair=PAIR, overrides=(), **options):
+    raw = apply_overrides(copy.deepcopy(read_matrix_yaml(matrix_name)[0]), list(overrides))
+    matrix = build_matrix(raw, "test", data_hash="abc", **options)
+    return next(
+        r
+        for r in matrix.runs
+        if r.method.name == method
+        and r.student == pair[1]
+        and (r.teacher is None or r.teacher.arch == pair[0])
+    )
+
+
+def reasons(run, ours=LIKE_FOR_LIKE, row=None):
+    teacher = run.teacher.arch if run.teacher else PAIR[0]
+    row = row or TABLE.find(run.data.dataset, teacher, run.student, run.method.name)
+    return differences(run, row, SETUPS[row.setup], ours)
+
+
+@pytest.mark.parametrize(
+    "method,pair",
+    [("dkd", PAIR), ("kd", PAIR), ("ce", PAIR), ("dkd", ("wrn_40_2", "ShuffleV1")),
+     ("kd", ("vgg13", "MobileNetV2"))],
+)  # fmt: skip
+def test_the_shipped_published_setup_is_comparable(method, pair):
+    assert reasons(cell(method=method, pair=pair)) == []
+
+
+def test_imagenet_full_is_comparable_on_the_torch_backend():
+    ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
+    for method, pair in [("dkd", ("torchvision:resnet34", "torchvision:resnet18")),
+                         ("kd", ("torchvision:resnet50", "imagenet:mobilenetv1"))]:  # fmt: skip
+        assert reasons(cell("imagenet_full", method, pair), ours) == []
+
+
+def test_a_recipe_field():
+    assert reasons(cell(overrides=["recipe.epochs=2"])) == ["epochs 2 ≠ 240"]
+    assert reasons(cell(overrides=["recipe.milestones=[100]"])) == [
+        "milestones [100] ≠ [150, 180, 210]"
+    ]
+
+
+def test_a_method_parameter():
+    changed = cell(overrides=["method_params.dkd.temperature=2"])
+    assert reasons(changed) == ["dkd.temperature 2 ≠ 4"]
+    # the per-pair value of the published row (DKD β = 8 for resnet32x4 -> resnet8x4)
+    other_beta = cell(overrides=["pairs=[{teacher: resnet32x4, student: resnet8x4}]"])
+    assert other_beta.method.params["beta"] == 8.0  # the method default: equal, comparable
+    beta2 = cell(
+        overrides=["pairs=[{teacher: resnet32x4, student: resnet8x4, params: {dkd: {beta: 2}}}]"]
+    )
+    assert reasons(beta2) == ["dkd.beta 2 ≠ 8"]
+
+
+def test_precision():
+    assert reasons(cell(precision="bf16")) == ["precision bf16 ≠ fp32"]
+    assert reasons(cell(precision="tf32", device="cuda")) == ["precision tf32 ≠ fp32"]
+
+
+def test_the_teacher_logit_cache():
+    assert reasons(cell(teacher_cache="float16")) == [
+        "teacher logits cached in float16 ≠ computed each step"
+    ]
+
+
+def test_the_teacher_source():
+    trained = cell(overrides=["teacher.source=trained"])
+    ours = dataclasses.replace(LIKE_FOR_LIKE, teacher_top1=78.91)
+    assert reasons(trained, ours) == ["teacher self-trained (re-scored 78.91, published 79.42)"]
+    assert reasons(cell("cifar100_full_selftrained"), ours) == [
+        "teacher self-trained (re-scored 78.91, published 79.42)"
+    ]
+
+
+def test_the_number_of_seeds():
+    assert reasons(cell(), Ours(1, 79.4, 79.42)) == [
+        "seeds: 1 finished run; a mean needs at least 2"
+    ]
+    # DKD's CIFAR numbers are means of 5 runs; CRD's KD rows do not say how many
+    assert reasons(cell(), Ours(3, 79.4, 79.42)) == [
+        "seeds: 3 finished runs < the published mean of 5"
+    ]
+    assert reasons(cell(method="kd"), Ours(3, 79.4, 79.42)) == []
+
+
+def test_a_data_subset():
+    assert reasons(cell(overrides=["data.subset_per_class=10"])) == [
+        "data subset (subset_per_class=10)"
+    ]
+    assert reasons(cell(overrides=["data.augment=false"])) == ["augmentation off ≠ on"]
+
+
+def test_a_backend_that_changes_pixels():
+    ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
+    pair = ("torchvision:resnet34", "torchvision:resnet18")
+    ffcv = cell("imagenet_full", "dkd", pair, overrides=["data.backend=ffcv"])
+    assert reasons(ffcv, ours) == [
+        "pixels ffcv-jpeg-r512-q90-opencv (backend ffcv) ≠ torchvision-pil"
+    ]
+    # the CIFAR backends give the same batches (tested in test_data_backends): no difference
+    assert reasons(cell(overrides=["data.backend=gpu"])) == []
+
+
+def test_the_metric():
+    ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
+    pair = ("torchvision:resnet34", "torchvision:resnet18")
+    ce = cell("imagenet_full", "ce", pair)  # LS Table 3 does not say which epoch
+    assert reasons(ce, ours, TABLE.find("imagenet", *pair, "ce")) == [
+        "metric unknown: the source does not say which epoch it reports"
+    ]
+
+
+def test_what_kdbench_cannot_reproduce_is_always_a_reason():
+    row = TABLE.find("cifar100", *PAIR, "mlkd")
+    setup = SETUPS[row.setup]
+    run = cell(method="kd")
+    found = differences(run, row, setup, LIKE_FOR_LIKE)
+    assert found[0].startswith("strong augmentation") and "epochs 240 ≠ 480" in found
+
+
+def test_welch_p_is_welchs_t_test():
+    ours = summarize([76.1, 76.5, 75.9, 76.8, 76.3])
+    expected = scipy.stats.ttest_ind_from_stats(
+        ours.mean, ours.std, ours.n, 76.32, 0.2, 5, equal_var=False
+    ).pvalue
+    assert math.isclose(welch_p(ours, 76.32, 0.2, 5), expected, rel_tol=1e-12)
+    assert welch_p(summarize([76.0]), 76.32, 0.2, 5) is None
+
+
+# ------------------------------------------------------------------ the report
+
+
+def _report(tmp_path, last_of, **options) -> str:
+    raw = copy.deepcopy(read_matrix_yaml("cifar100_full")[0])
+    raw["pairs"] = [p for p in raw["pairs"] if (p["teacher"], p["student"]) == PAIR]
+    raw["name"] = "c100pair"
+    matrix = build_matrix(raw, "t", data_hash="abc", **options)
+    tracker = JsonLinesTracker(tmp_path)
+
+    def metrics(run):
+        value = last_of(run)
+        return {"last_top1": value, "best_top1": value + 0.3, "teacher_top1": 79.40}
+
+    log_finished(tracker, matrix, metrics)
+    path = tmp_path / "c100pair.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    write_report(matrix, tracker, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    return text[text.index("## Published numbers") :].split("\n## ")[0]
+
+
+def _row(section: str, method: str) -> list[str]:
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:3] == [*PAIR, method]:
+            return cells
+    raise AssertionError(f"no row for {method}")
+
+
+DKD_LAST = [75.9, 76.2, 76.0, 76.4, 76.1]
+
+
+def test_the_report_diffs_like_for_like_and_names_each_difference(tmp_path):
+    section = _report(tmp_path, lambda run: DKD_LAST[run.seed] if run.method.name == "dkd"
+                      else 73.0 + run.seed * 0.1)  # fmt: skip
+    dkd = _row(section, "dkd")
+    best = [v + 0.3 for v in DKD_LAST]
+    assert dkd[7] == f"{statistics.fmean(best) - 76.32:+.2f} (ours best − published)"
+    ci = summarize(best).ci
+    inside = "inside" if ci[0] <= 76.32 <= ci[1] else "outside"
+    assert dkd[8] == f"{inside} our 95% CI; published spread unknown"
+    assert "(mean of 5)" in dkd[6] and "best test top-1 over the 240 epochs" in dkd[6]
+    cakd = _row(section, "cakd")
+    assert cakd[5] == "not published"
+    teacher = _row(section, "teacher")
+    assert teacher[7] == f"{79.40 - 79.42:+.2f}"
+
+
+def test_a_bf16_report_is_not_comparable_and_says_why(tmp_path):
+    section = _report(tmp_path, lambda run: 76.0 + run.seed * 0.1, precision="bf16")
+    assert _row(section, "dkd")[7] == "not comparable: precision bf16 ≠ fp32"
+    assert _row(section, "kd")[7] == "not comparable: precision bf16 ≠ fp32"
