@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from bench.errors import SpecError
 from bench.references import PublishedTable, load_published, not_compared_reason
 from bench.report import write_report
 from bench.report.stats import fmt_paired, lead, paired, summarize, t_critical
@@ -260,3 +261,6 @@ def test_runs_of_other_precision_or_cache_are_never_pooled(tmp_path):
     assert "precision fp32, teacher_cache float16" in fp32
     assert "70.50 ± 0.71 (2)" in reported(precision="bf16", teacher_cache="none")
     assert "80.50 ± 0.71 (2)" in reported(precision="fp32", teacher_cache="float16")
+    with pytest.raises(SpecError, match="no runs of matrix 'abl' made with precision bf16, "
+                       "teacher_cache float16.*it holds runs made with precision bf16"):
+        reported(precision="bf16", teacher_cache="float16")

@@ -14,7 +14,13 @@ from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, t
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
 from bench.store.cell_state import MISSING
-from bench.store.schema import EXECUTION_TAGS, FINAL_METRICS, numerics_of_record, numerics_of_run
+from bench.store.schema import (
+    EXECUTION_TAGS,
+    FINAL_METRICS,
+    describe_numerics,
+    numerics_of_record,
+    numerics_of_run,
+)
 from bench.store.trackers import RunRecord
 
 FORMATS = ("md", "html", "latex")
@@ -100,6 +106,14 @@ def write_report(
         raise SpecError(_empty_store(tracker.describe(), _matrix_argument(matrix)))
     results = Results(matrix, collect(matrix, tracker, records))
     if all(c.state == MISSING for c in results.cells):
+        others = other_numerics(matrix, records)
+        if others:
+            made = describe_numerics(numerics_of_run(matrix.runs[0]))
+            held = "; ".join(describe_numerics(n) for n in sorted(others))
+            raise SpecError(
+                f"no runs of matrix '{matrix.name}' made with {made} in {tracker.describe()}; "
+                f"it holds runs made with {held} (report them with --precision/--teacher-cache)"
+            )
         raise SpecError(
             f"no finished runs of matrix '{matrix.name}' in {tracker.describe()} (none at all); "
             f"run `python -m bench run --matrix {_matrix_argument(matrix)}` first"
