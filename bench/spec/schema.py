@@ -50,12 +50,17 @@ class SyntheticConfig:
     test_per_class: Positive = 20
     seed: int = 0
     noise: Annotated[float, Field(ge=0)] = 20.0
+    # Each image mixes in another class's pattern with a weight drawn from U(0, overlap): above
+    # 0.5 the other class dominates, so overlap > 0.5 puts a floor under the error of any model
+    # ((overlap - 0.5) / overlap of the images), and classes are no longer trivially separable.
+    overlap: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
     def folder_name(self) -> str:
-        return (
+        name = (
             f"synthetic-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
             f"-s{self.seed}-n{self.noise:g}"
         )
+        return name + (f"-o{self.overlap:g}" if self.overlap else "")
 
 
 @dataclass(frozen=True)

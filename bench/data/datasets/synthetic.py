@@ -2,7 +2,8 @@
 
 Each class has a smooth random colour pattern (a 4x4 grid upsampled to 32x32); an image is its
 class pattern with a random brightness shift and pixel noise, so the class is recoverable from the
-content (even after a 4-pixel crop shift) but not from any single pixel.
+content (even after a 4-pixel crop shift) but not from any single pixel. With `overlap`, each
+image also mixes in another class's pattern, so classes overlap and no model is perfect.
 """
 
 from __future__ import annotations
@@ -33,8 +34,15 @@ def _class_patterns(config: SyntheticConfig, rng: np.random.Generator) -> np.nda
     return up.numpy()
 
 
-def _images(patterns: np.ndarray, labels: np.ndarray, noise: float, rng) -> np.ndarray:
+def _images(
+    patterns: np.ndarray, labels: np.ndarray, noise: float, rng, overlap: float = 0.0
+) -> np.ndarray:
     base = patterns[labels]
+    if overlap:
+        classes = len(patterns)
+        other = (labels + 1 + rng.integers(0, classes - 1, size=len(labels))) % classes
+        weight = rng.uniform(0, overlap, size=(len(labels), 1, 1, 1)).astype(np.float32)
+        base = (1 - weight) * base + weight * patterns[other]
     brightness = rng.normal(0, 15, size=(len(labels), 1, 1, 1))
     pixels = base + brightness + rng.normal(0, noise, size=base.shape)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
@@ -55,7 +63,8 @@ def generate(root: Path, config: SyntheticConfig) -> Path:
             ("test", config.test_per_class),
         ):
             labels = np.tile(np.arange(config.classes), per_class)  # interleaved, like real files
-            cifar.write_split(tmp, split, _images(patterns, labels, config.noise, rng), labels)
+            images = _images(patterns, labels, config.noise, rng, config.overlap)
+            cifar.write_split(tmp, split, images, labels)
         cifar.write_meta(tmp, [f"class_{c:03d}" for c in range(config.classes)])
         (tmp / MARKER).write_text(json.dumps(asdict(config), sort_keys=True))
         try:
