@@ -15,7 +15,7 @@ from bench.spec import DataSpec, Recipe
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda")
-DATA = DataSpec(dataset="synthetic", backend="gpu",
+DATA = DataSpec(dataset="synthetic", backend="memory",
                 synthetic={"classes": 10, "train_per_class": 20, "test_per_class": 4})
 
 

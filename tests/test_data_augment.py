@@ -106,7 +106,7 @@ def test_probe_decoding_round_trips():
     assert set(dx.tolist()) == {4} and set(dy.tolist()) == {4} and not flip.any()
 
 
-@pytest.mark.parametrize("backend", ["torch", "gpu", "ffcv"])
+@pytest.mark.parametrize("backend", ["torch", "memory", "ffcv"])
 def test_every_backend_applies_the_shared_augmentation_exactly(probe, backend):
     seed = 11
     loaders = probe_loaders(probe, backend, seed)
@@ -133,7 +133,7 @@ def test_every_backend_applies_the_shared_augmentation_exactly(probe, backend):
     assert len(seen_offsets) == 81
 
 
-@pytest.mark.parametrize("backend", ["torch", "gpu", "ffcv"])
+@pytest.mark.parametrize("backend", ["torch", "memory", "ffcv"])
 def test_test_images_are_only_normalized(probe, backend):
     loaders = probe_loaders(probe, backend, seed=0)
     pixels = np.concatenate([to_uint8(images) for images, _, _ in loaders.test.epoch(0)])
@@ -144,7 +144,7 @@ def test_offsets_cover_all_positions_and_flips_are_balanced(probe):
     """Chi-square goodness of fit of the emitted (dx, dy, flip) to uniform over 9 x 9 x 2."""
     counts = np.zeros((9, 9, 2), dtype=np.int64)
     for seed in (0, 1):
-        loaders = probe_loaders(probe, "gpu", seed)
+        loaders = probe_loaders(probe, "memory", seed)
         for epoch in range(5):
             for images, _, _ in loaders.train.epoch(epoch):
                 _, dx, dy, flip = recover(to_uint8(images))

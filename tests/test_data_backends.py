@@ -1,4 +1,4 @@
-"""The three CIFAR backends (torch, gpu, ffcv) are interchangeable: same samples, same batches.
+"""The three CIFAR backends (torch, memory, ffcv) are interchangeable: same samples, same batches.
 
 Same (seed, epoch) -> the same order and the same augmented pixels in every backend; every train
 sample once per epoch; another seed or epoch -> another order; subsets keep the first N per class.
@@ -11,7 +11,7 @@ from bench.data import make_loaders
 from bench.data.datasets import cifar, synthetic
 from bench.spec import DataSpec
 
-BACKENDS = ("torch", "gpu", "ffcv")
+BACKENDS = ("torch", "memory", "ffcv")
 CONFIG = {"classes": 4, "train_per_class": 25, "test_per_class": 7, "seed": 3}
 BATCH = 16  # 100 train samples: 6 full batches and one of 4
 
@@ -57,7 +57,7 @@ def first_per_class(labels, n):
 
 def test_without_augmentation_backends_give_the_same_batches(workdir):
     per_backend = {b: loaders(workdir, b, augment=False) for b in BACKENDS}
-    for backend in ("gpu", "ffcv"):
+    for backend in ("memory", "ffcv"):
         for split in ("test", "train"):
             reference = batches(getattr(per_backend["torch"], split), 0)
             got = batches(getattr(per_backend[backend], split), 0)
@@ -76,7 +76,7 @@ def test_with_augmentation_backends_give_the_same_batches(workdir):
     per_backend = {b: loaders(workdir, b, seed=5) for b in BACKENDS}
     for epoch in (0, 1, 7):
         reference = batches(per_backend["torch"].train, epoch)
-        for backend in ("gpu", "ffcv"):
+        for backend in ("memory", "ffcv"):
             got = batches(per_backend[backend].train, epoch)
             assert_same_batches(reference, got, f"{backend} epoch {epoch}")
 
@@ -131,7 +131,7 @@ def test_subset_keeps_the_first_n_per_class(workdir, backend):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["gpu", "ffcv"])
+@pytest.mark.parametrize("backend", ["memory", "ffcv"])
 def test_cuda_backends_match_the_cpu_torch_backend(workdir, backend):
     reference = loaders(workdir, "torch", seed=9)
     on_cuda = loaders(workdir, backend, seed=9, device="cuda")

@@ -108,7 +108,7 @@ def test_subset_and_gpu_rejection(folder):
     )
     indices = torch.cat([i for _, _, i in batches(loaders.train, 0)])
     assert sorted(indices.tolist()) == [0, 1, 4, 5, 8, 9]
-    with pytest.raises(Exception, match="gpu"):
+    with pytest.raises(Exception, match="also called .gpu."):
         make_loaders(spec(root, backend="gpu"), batch_size=4, seed=0, device="cpu", workdir=workdir)
 
 

@@ -27,9 +27,10 @@ def test_runs_csv_and_protocol_list_every_execution_option(tmp_path, capsys):
         (row,) = list(csv.DictReader(f))
     assert row["state"] == "finished"
     assert {key: row[key] for key in OPTIONS} == {
-        "backend": "torch", "device": "cpu", "precision": "fp32",
+        "backend": "memory", "device": "cpu", "precision": "fp32",
         "teacher_cache": "float16", "memory_format": "channels_last",
     }  # fmt: skip
+    assert row["teacher.source"] == "trained"
     for flag in FLAGS + ("device_type", "device_name", "version.torch"):
         assert row[flag] not in ("", None), flag
     protocol = (out / "README.md").read_text().split("## Leaderboard")[0]

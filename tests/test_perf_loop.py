@@ -70,14 +70,14 @@ def test_bench_perf_runs_on_cpu_and_writes_json(tmp_path, capsys):
     out = tmp_path / "perf.json"
     assert main(["perf", "--pair", "resnet8:resnet8", "--method", "dkd", "--steps", "2",
                  "--warmup-steps", "1", "--classes", "4", "--per-class", "10",
-                 "--backends", "torch,gpu", "--workdir", str(tmp_path / "work"),
+                 "--backends", "torch,memory", "--workdir", str(tmp_path / "work"),
                  "--device", "cpu", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "naive" in table and "vs naive" in table and "cache float16" in table
     result = json.loads(out.read_text())
     rows = result["training"]
     assert rows[0]["variant"].startswith("naive") and rows[0]["ratio"] == 1.0
-    assert {"kdbench torch", "kdbench gpu"} <= {r["variant"] for r in rows}
+    assert {"kdbench torch", "kdbench memory"} <= {r["variant"] for r in rows}
     assert all(r["images_per_s"] > 0 for r in rows)
     cached = next(r for r in rows if "cache" in r["variant"])
     assert cached["setup_s"] > 0  # the cache build is reported apart from the timed steps
@@ -86,8 +86,8 @@ def test_bench_perf_runs_on_cpu_and_writes_json(tmp_path, capsys):
 def test_bench_perf_data_times_the_chosen_backends(tmp_path, capsys):
     out = tmp_path / "data.json"
     assert main(["perf", "--data", "--classes", "2", "--per-class", "8", "--backends",
-                 "torch,gpu", "--workdir", str(tmp_path / "work"), "--device", "cpu",
+                 "torch,memory", "--workdir", str(tmp_path / "work"), "--device", "cpu",
                  "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["data"]
-    assert [r["backend"] for r in rows] == ["torch", "gpu"]
+    assert [r["backend"] for r in rows] == ["torch", "memory"]
     assert all(r["images_per_s"] > 0 for r in rows) and rows[0]["ratio_to_torch"] == 1.0

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from bench.errors import SpecError
-from bench.spec import build_matrix, load_matrix
+from bench.spec import DataSpec, build_matrix, load_matrix
+from bench.spec.schema import BACKEND_ALIASES, BACKENDS, DATASETS
 
 HASH = "0123456789abcdef"  # stands in for the dataset content hash: no data is read here
 
@@ -223,11 +224,35 @@ def test_yaml_reads_exponent_floats_as_numbers(tmp_path):
     assert matrix.recipe.lr == 0.05 and matrix.recipe.weight_decay == 1e-4
 
 
-def test_gpu_backend_refuses_image_folders_at_spec_time():
-    raw = _with(("data",), {"dataset": "imagefolder", "backend": "gpu"})
-    raw["pairs"] = [{"teacher": "torchvision:resnet34", "student": "torchvision:resnet18"}]
-    with pytest.raises(SpecError, match="'gpu' cannot serve imagefolder; valid for it: torch"):
+PAIR_AT = {32: ("resnet20", "resnet8"), 224: ("torchvision:resnet34", "torchvision:resnet18")}
+
+
+@pytest.mark.parametrize(
+    "dataset,backend",
+    [(d, b) for d in DATASETS for b in (*BACKENDS, "gpu")],
+)
+def test_every_dataset_backend_pair_is_served_or_refused_in_one_line_at_spec_time(dataset, backend):
+    raw = _with(("data",), {"dataset": dataset, "backend": backend})
+    teacher, student = PAIR_AT[DATASETS[dataset].resolution]
+    raw["pairs"] = [{"teacher": teacher, "student": student}]
+    served = BACKEND_ALIASES.get(backend, backend) in DATASETS[dataset].backends
+    if served:
+        assert build_matrix(raw, "test.yaml", data_hash=HASH).data.backend in BACKENDS
+        return
+    with pytest.raises(SpecError) as refused:
         build_matrix(raw, "test.yaml", data_hash=HASH)
+    line = str(refused.value)
+    assert "\n" not in line and f"cannot serve {dataset}; valid for it: torch, ffcv" in line
+    assert "'memory' (also called 'gpu')" in line
+
+
+def test_the_default_backend_is_the_fastest_exact_one():
+    assert DataSpec(dataset="cifar100").backend == "memory"
+    assert DataSpec(dataset="synthetic").backend == "memory"
+    assert DataSpec(dataset="imagenet").backend == "torch"  # ffcv re-encodes the pixels
+    assert DataSpec(dataset="cifar100", backend="gpu").backend == "memory"  # the old name
+    smoke = load_matrix("smoke", data_hash=HASH)
+    assert smoke.data.backend == "memory" and load_matrix("cifar100_full").data.backend == "memory"
 
 
 def test_a_method_needing_two_views_is_refused_at_spec_time():
@@ -262,6 +287,6 @@ def test_backends_that_change_pixels_never_share_a_cell():
     cifar = [
         {r.cell_key for r in load_matrix("cifar100_full", data_hash=HASH,
                                          overrides=[f"data.backend={b}"]).runs}
-        for b in ("torch", "gpu", "ffcv")
+        for b in ("torch", "memory", "ffcv")
     ]  # fmt: skip
     assert cifar[0] == cifar[1] == cifar[2]

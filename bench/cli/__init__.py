@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--batch-size", type=int, default=64)
     perf.add_argument("--classes", type=int, default=100, help="classes of the generated data")
     perf.add_argument("--per-class", type=int, default=20, help="train images per class")
-    perf.add_argument("--backends", default="torch,gpu,ffcv", help="comma-separated")
+    perf.add_argument("--backends", default="torch,memory,ffcv", help="comma-separated")
     perf.add_argument("--compile", action="store_true", help="also time torch.compile")
     perf.add_argument("--losses", action="store_true", help="time the loss methods only")
     perf.add_argument("--data", action="store_true", help="time the data backends only")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(prepared for the ffcv backend); default: the data of --matrix",
     )
     data.add_argument("--root", help="where the dataset is (default: under the workdir)")
-    data.add_argument("--backend", default="ffcv", choices=["torch", "gpu", "ffcv"])
+    data.add_argument("--backend", default="ffcv", choices=["torch", "memory", "gpu", "ffcv"])
     data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")
     data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     data.add_argument("--workdir")

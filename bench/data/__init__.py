@@ -1,4 +1,4 @@
-"""Datasets, the shared augmentation and the loaders of every backend (torch, gpu, ffcv)."""
+"""Datasets, the shared augmentation and the loaders of every backend (torch, memory, ffcv)."""
 
 from bench.data.loaders import Loaders, make_loaders
 from bench.data.prepare import prepare

@@ -10,7 +10,7 @@ import torch
 
 from bench.data.augment import PAD, augment_params
 from bench.data.backends import ffcv_backend
-from bench.data.backends.gpu_backend import GpuLoader
+from bench.data.backends.memory_backend import MemoryLoader
 from bench.data.backends.torch_backend import SampleLoader, TorchLoader
 from bench.data.datasets.imagefolder import FolderSamples, load_folder
 from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, default_root, load_cifar
@@ -103,7 +103,7 @@ def make_loaders(
         if data.backend == "torch":
             loader_cls, options = TorchLoader, {"num_workers": data.num_workers}
         else:
-            loader_cls, options = GpuLoader, {}
+            loader_cls, options = MemoryLoader, {}
         train, test = _split_loaders(
             loader_cls,
             splits,

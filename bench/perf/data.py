@@ -1,7 +1,7 @@
 """Data-loading speed: train images/s of every backend over full epochs, same data, same batches.
 
 Each backend's loaders are built first (files written, data moved to the device), then epochs are
-interleaved across backends (epoch e of torch, gpu, ffcv, then e + 1 ...), so the ratio to torch
+interleaved across backends (epoch e of torch, memory, ffcv, then e + 1 ...), so the ratio to torch
 compares like with like even when the machine's load drifts. The first epoch is a warm-up (FFCV
 compiles its pipeline, caches fill) and is not timed.
 """

@@ -275,7 +275,7 @@ def measure_training(
     rows = [measure_naive(setup)]
     log(f"  {rows[0].variant}: {rows[0].images_per_s:.0f} img/s")
     variants: list[dict] = [{"backend": b} for b in backends]
-    best_backend = "gpu" if "gpu" in backends else backends[0]
+    best_backend = "memory" if "memory" in backends else backends[0]
     variants += [
         {"backend": best_backend, "channels_last": True},
         {"backend": best_backend, "channels_last": True, "cache": "float16"},

@@ -1,4 +1,5 @@
-"""Backend `gpu` (CIFAR-size data only): the uint8 splits live on the device, batches are slices.
+"""Backend `memory` (formerly `gpu`; CIFAR-size data only): the uint8 splits live on the device
+(GPU memory on CUDA, RAM on a CPU), batches are slices.
 
 Each epoch visits `epoch_order(seed, epoch, n)` (computed on the device), and the train transform is
 the shared `augment_batch` run as batched tensor ops, so nothing leaves the device. The code is
@@ -16,7 +17,7 @@ from bench.data.augment import augment_batch, epoch_order, normalize
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class GpuLoader:
+class MemoryLoader:
     """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
 
     def __init__(
