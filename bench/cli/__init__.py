@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "dataset",
         nargs="?",
-        help="cifar100, synthetic, imagenet or imagefolder "
+        help="cifar100, cifar10, synthetic, imagenet or imagefolder "
         "(prepared for the ffcv backend); default: the data of --matrix",
     )
     data.add_argument("--root", help="where the dataset is (default: under the workdir)")

@@ -6,10 +6,28 @@ any sample is known afterwards (teacher-logit cache), resume needs no RNG state,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and std of a dataset's train split (on [0, 1] pixels)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def tensors(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
+        return mean, torch.tensor(self.std, device=device).view(1, 3, 1, 1)
+
+
+# mdistiller / RepDistiller's CIFAR-100 values (dataset/cifar100.py)
+CIFAR100_NORMALIZATION = Normalization(CIFAR100_MEAN, CIFAR100_STD)
 PAD = 4
 CROP_POSITIONS = 2 * PAD + 1  # 9 offsets per axis: 9 x 9 x 2 = 162 variants per image
 
@@ -54,15 +72,11 @@ def epoch_order(seed: int, epoch: int, n: int, device: torch.device | str = "cpu
     return torch.argsort(keys, stable=True)
 
 
-def normalization(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(CIFAR100_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR100_STD, device=device).view(1, 3, 1, 1)
-    return mean, std
-
-
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> float32 normalized with the CIFAR-100 mean/std."""
-    mean, std = normalization(images_uint8.device)
+def normalize(
+    images_uint8: torch.Tensor, stats: Normalization = CIFAR100_NORMALIZATION
+) -> torch.Tensor:
+    """uint8 [B, 3, H, W] -> float32 normalized with the dataset's mean/std."""
+    mean, std = stats.tensors(images_uint8.device)
     return (images_uint8.float().div_(255.0) - mean) / std
 
 
@@ -87,8 +101,12 @@ def crop_flip(
 
 
 def augment_batch(
-    images_uint8: torch.Tensor, seed: int, epoch: int, indices: torch.Tensor
+    images_uint8: torch.Tensor,
+    seed: int,
+    epoch: int,
+    indices: torch.Tensor,
+    stats: Normalization = CIFAR100_NORMALIZATION,
 ) -> torch.Tensor:
     """The train transform of every CIFAR backend: pad, crop, flip, normalize (float32 out)."""
     dx, dy, flip = augment_params(seed, epoch, indices.to(images_uint8.device))
-    return normalize(crop_flip(images_uint8, dx, dy, flip))
+    return normalize(crop_flip(images_uint8, dx, dy, flip), stats)

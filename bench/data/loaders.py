@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from bench.data.augment import PAD, augment_params
+from bench.data.augment import CIFAR100_NORMALIZATION, PAD, Normalization, augment_params
 from bench.data.backends import ffcv_backend
 from bench.data.backends.memory_backend import MemoryLoader
 from bench.data.backends.torch_backend import SampleLoader, TorchLoader
@@ -28,6 +28,7 @@ class Loaders:
     seed: int
     augment: bool = True
     train_size: int = 0  # train samples (after the subset)
+    normalization: Normalization = CIFAR100_NORMALIZATION
 
     def variants(self, epoch: int, indices: torch.Tensor):
         """The (dx, dy, flip) each sample of a train batch received (teacher-logit cache)."""
@@ -112,6 +113,7 @@ def make_loaders(
             seed=seed,
             augment=data.augment,
             device=device,
+            stats=splits.normalization,
             **options,
         )
     return Loaders(
@@ -122,6 +124,7 @@ def make_loaders(
         seed,
         data.augment,
         len(splits.train_labels),
+        splits.normalization,
     )
 
 

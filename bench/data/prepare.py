@@ -15,7 +15,9 @@ from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, check_folder
 from bench.data.datasets.registry import (
     CIFAR_DATASETS,
+    CIFAR_LAYOUTS,
     IMAGE_FOLDER_DATASETS,
+    REAL_CIFAR,
     content_hash,
     default_root,
     ensure_cifar,
@@ -28,9 +30,10 @@ def prepare(data, workdir: Path) -> list[Path]:
     workdir = Path(workdir)
     if data.dataset in CIFAR_DATASETS:
         root = ensure_cifar(data, workdir)
-        if data.dataset == "cifar100":
-            cifar.verify_md5(root)
-        files = [cifar.split_files(root)[name] for name in ("train", "test", "meta")]
+        layout = CIFAR_LAYOUTS[data.dataset]
+        if data.dataset in REAL_CIFAR:
+            cifar.verify_md5(root, layout)
+        files = [path for paths in cifar.batch_files(root, layout).values() for path in paths]
         if data.backend == "ffcv":
             digest = content_hash(root, data.dataset)
             betons = ensure_cifar_betons(root, data.dataset, digest, workdir, repair=True)

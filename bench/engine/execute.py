@@ -120,6 +120,7 @@ def _logit_cache(teacher: LoadedTeacher, data, data_hash: str, execution, device
         device=torch.device(device),
         workdir=workdir,
         precision=execution.precision,
+        stats=splits.normalization,
     )
 
 

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from bench.data.augment import (
-    CIFAR100_MEAN,
-    CIFAR100_STD,
+    CIFAR100_NORMALIZATION,
     CROP_POSITIONS,
     PAD,
+    Normalization,
     crop_flip,
     normalize,
 )
@@ -42,14 +42,20 @@ def variant_params(variant: int) -> tuple[int, int, bool]:
     return dx, dy, bool(flip)
 
 
-def cache_key(teacher_sha: str, data_hash: str, dtype: str, precision: str = "fp32") -> str:
+def cache_key(
+    teacher_sha: str,
+    data_hash: str,
+    dtype: str,
+    precision: str = "fp32",
+    stats: Normalization = CIFAR100_NORMALIZATION,
+) -> str:
     return short_hash(
         {
             "teacher": teacher_sha,
             "data": data_hash,
             "dtype": dtype,
             "precision": precision,  # the teacher forward's autocast precision
-            "normalize": [CIFAR100_MEAN, CIFAR100_STD],
+            "normalize": [stats.mean, stats.std],
             "pad": PAD,
         }
     )
@@ -64,6 +70,7 @@ def compute_logits(
     device: torch.device,
     precision: str = "fp32",
     batch_size: int = 1024,
+    stats: Normalization = CIFAR100_NORMALIZATION,
 ) -> torch.Tensor:
     """[N, 162, C] teacher logits of every variant of every uint8 image, stored as `dtype`."""
     model.eval()
@@ -81,7 +88,7 @@ def compute_logits(
                 device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
             )
             with autocast:
-                logits = model(normalize(view)).float()
+                logits = model(normalize(view, stats)).float()
             if out is None:
                 out = torch.empty(
                     (len(images), VARIANTS, logits.shape[1]), dtype=DTYPES[dtype], device=device
@@ -156,17 +163,20 @@ def load_or_build(
     device: torch.device,
     workdir: Path,
     precision: str = "fp32",
+    stats: Normalization = CIFAR100_NORMALIZATION,
     log=print,
 ) -> TeacherLogitCache:
     """The cache from <workdir>/teacher_cache (memory-mapped), built and stored on first use."""
     if dtype not in DTYPES:
         raise ValueError(f"teacher cache dtype '{dtype}': expected one of {', '.join(DTYPES)}")
-    key = cache_key(teacher_sha, data_hash, dtype, precision)
+    key = cache_key(teacher_sha, data_hash, dtype, precision, stats)
     path = Path(workdir) / "teacher_cache" / f"{key}.npy"
     mapped = _open(path, expected=len(file_index), log=log)
     if mapped is None:
         log(f"teacher cache: computing {len(images)} x {VARIANTS} variants ({dtype}) -> {path}")
-        logits = compute_logits(model, images, dtype=dtype, device=device, precision=precision)
+        logits = compute_logits(
+            model, images, dtype=dtype, device=device, precision=precision, stats=stats
+        )
         _save_npy_atomic(logits, path)
         mapped = _open(path, expected=0, log=log)
     if device.type == "cuda":

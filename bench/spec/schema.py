@@ -91,6 +91,7 @@ BACKENDS = ("torch", "memory", "ffcv")
 BACKEND_ALIASES = {"gpu": "memory"}
 DATASETS = {
     "cifar100": DatasetFacts(32, 100, BACKENDS),
+    "cifar10": DatasetFacts(32, 10, BACKENDS),
     "synthetic": DatasetFacts(32, None, BACKENDS),
     "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv"), False, "torch"),
     "imagefolder": DatasetFacts(224, None, ("torch", "ffcv"), False, "torch"),
@@ -99,7 +100,7 @@ DATASETS = {
 
 @params_dataclass
 class DataSpec:
-    dataset: Literal["cifar100", "synthetic", "imagenet", "imagefolder"] = "cifar100"
+    dataset: Literal["cifar100", "cifar10", "synthetic", "imagenet", "imagefolder"] = "cifar100"
     root: str | None = None
     # None: the dataset's default, the fastest backend that gives the exact batches
     backend: Literal["torch", "memory", "gpu", "ffcv"] | None = None

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.augment import Normalization, augment_batch, epoch_order, normalize
 from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
+from bench.data.datasets.registry import CIFAR_LAYOUTS, REAL_CIFAR
 from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
 from bench.errors import DataError, SpecError
 from bench.files import atomic_path
@@ -255,8 +256,9 @@ def ensure_cifar_betons(
     for split in SPLITS:
 
         def write(target: Path, split=split) -> Path:
-            verify = dataset == "cifar100" and split == "train"
-            return write_cifar_beton(cifar.read_split(root, split, verify=verify), target)
+            verify = dataset in REAL_CIFAR and split == "train"
+            arrays = cifar.read_split(root, split, verify=verify, layout=CIFAR_LAYOUTS[dataset])
+            return write_cifar_beton(arrays, target)
 
         path = beton_path(workdir, content_hash, split)
         paths[split] = ensure_beton(path, write, repair=repair)
@@ -369,11 +371,11 @@ class FfcvLoader:
             batches.close()
 
 
-def _cifar_transform(seed: int, augment: bool) -> Transform:
+def _cifar_transform(seed: int, augment: bool, stats: Normalization) -> Transform:
     def transform(images: torch.Tensor, epoch: int, rows: torch.Tensor) -> torch.Tensor:
         if augment:
-            return augment_batch(images, seed, epoch, rows)
-        return normalize(images)
+            return augment_batch(images, seed, epoch, rows, stats)
+        return normalize(images, stats)
 
     return transform
 
@@ -406,7 +408,7 @@ def make_ffcv_loaders(
                 paths[split],
                 file_index.numpy(),
                 decoder=SimpleRGBImageDecoder(),
-                transform=_cifar_transform(seed, augment and train),
+                transform=_cifar_transform(seed, augment and train, splits.normalization),
                 batch_size=batch,
                 seed=seed,
                 train=train,

@@ -12,7 +12,13 @@ from collections.abc import Iterator
 
 import torch
 
-from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.augment import (
+    CIFAR100_NORMALIZATION,
+    Normalization,
+    augment_batch,
+    epoch_order,
+    normalize,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -31,8 +37,10 @@ class MemoryLoader:
         train: bool,
         augment: bool,
         device: torch.device | str = "cpu",
+        stats: Normalization = CIFAR100_NORMALIZATION,
     ):
         self.device = torch.device(device)
+        self.stats = stats
         self.images = images.to(self.device, dtype=torch.uint8).contiguous()
         self.labels = labels.to(self.device, dtype=torch.int64)
         self.file_index = file_index.to(self.device, dtype=torch.int64)
@@ -57,7 +65,7 @@ class MemoryLoader:
             images = self.images[positions]
             indices = self.file_index[positions]
             if self.augment:
-                out = augment_batch(images, self.seed, epoch, indices)
+                out = augment_batch(images, self.seed, epoch, indices, self.stats)
             else:
-                out = normalize(images)
+                out = normalize(images, self.stats)
             yield out, self.labels[positions], indices

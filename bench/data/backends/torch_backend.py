@@ -10,15 +10,21 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bench.data.augment import augment_batch, epoch_order, normalize
+from bench.data.augment import (
+    CIFAR100_NORMALIZATION,
+    Normalization,
+    augment_batch,
+    epoch_order,
+    normalize,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class _CifarSamples(Dataset):
-    def __init__(self, images, labels, file_index, seed: int, augment: bool):
+    def __init__(self, images, labels, file_index, seed: int, augment: bool, stats):
         self.images, self.labels, self.file_index = images, labels, file_index
-        self.seed, self.augment = seed, augment
+        self.seed, self.augment, self.stats = seed, augment, stats
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -28,9 +34,9 @@ class _CifarSamples(Dataset):
         image = self.images[position : position + 1]
         index = self.file_index[position : position + 1]
         if self.augment:
-            out = augment_batch(image, self.seed, epoch, index)
+            out = augment_batch(image, self.seed, epoch, index, self.stats)
         else:
-            out = normalize(image)
+            out = normalize(image, self.stats)
         return out[0], self.labels[position], index[0]
 
 
@@ -113,9 +119,10 @@ class TorchLoader(SampleLoader):
         augment: bool,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
+        stats: Normalization = CIFAR100_NORMALIZATION,
     ):
         super().__init__(
-            _CifarSamples(images, labels, file_index, seed, augment and train),
+            _CifarSamples(images, labels, file_index, seed, augment and train, stats),
             batch_size=batch_size,
             seed=seed,
             train=train,

@@ -1,7 +1,10 @@
-"""CIFAR-100 in torchvision's on-disk format (`cifar-100-python/{train,test,meta}` pickles).
+"""CIFAR-100 and CIFAR-10 in torchvision's on-disk format: pickled batches of uint8 rows.
 
-Real files are checked against torchvision's md5 sums (and downloaded where the network allows);
-generated files (bench.data.datasets.synthetic) take the same reader with `verify_md5=False`.
+CIFAR-100: `cifar-100-python/{train,test,meta}`, labels under `fine_labels`. CIFAR-10:
+`cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`, labels under `labels`. One reader
+serves both (`CifarLayout`). Real files are checked against torchvision's md5 sums (and downloaded
+where the network allows); generated files (bench.data.datasets.synthetic) take the same reader
+with `verify=False`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,32 @@ import numpy as np
 
 from bench.errors import DataError
 
-FOLDER = "cifar-100-python"
 IMAGE_BYTES = 3 * 32 * 32
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """Where a CIFAR variant keeps its batches and under which keys, as torchvision writes it."""
+
+    title: str
+    folder: str
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    label_key: str
+    names_key: str
+    torchvision_class: str  # the torchvision.datasets class that downloads and md5-checks it
+
+
+CIFAR100 = CifarLayout(
+    "CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta",
+    "fine_labels", "fine_label_names", "CIFAR100",
+)  # fmt: skip
+CIFAR10 = CifarLayout(
+    "CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+    ("test_batch",), "batches.meta", "labels", "label_names", "CIFAR10",
+)  # fmt: skip
+FOLDER = CIFAR100.folder
 
 
 @dataclass(frozen=True)
@@ -31,9 +58,19 @@ class ImageArrays:
         return len(self.class_names)
 
 
-def split_files(root: Path) -> dict[str, Path]:
-    base = Path(root) / FOLDER
-    return {"train": base / "train", "test": base / "test", "meta": base / "meta"}
+def batch_files(root: Path, layout: CifarLayout = CIFAR100) -> dict[str, list[Path]]:
+    """Every file of each split ('train', 'test', 'meta'), in the order the reader reads them."""
+    base = Path(root) / layout.folder
+    return {
+        "train": [base / name for name in layout.train_files],
+        "test": [base / name for name in layout.test_files],
+        "meta": [base / layout.meta_file],
+    }
+
+
+def split_files(root: Path, layout: CifarLayout = CIFAR100) -> dict[str, Path]:
+    """The first file of each split (the only one for CIFAR-100): its presence means the set is."""
+    return {split: files[0] for split, files in batch_files(root, layout).items()}
 
 
 # What CIFAR's pickles hold besides dicts, lists, strings, bytes and numbers (pickle opcodes):
@@ -55,10 +92,11 @@ class _DataOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, layout: CifarLayout = CIFAR100) -> dict:
+    what = layout.title
     if not path.is_file():
         raise DataError(
-            f"CIFAR-100 file not found: {path} (expected torchvision's {FOLDER} layout)"
+            f"{what} file not found: {path} (expected torchvision's {layout.folder} layout)"
         )
     try:
         with open(path, "rb") as f:
@@ -66,85 +104,113 @@ def _unpickle(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         if str(exc).startswith("refused "):
             raise DataError(
-                f"CIFAR-100 file holds code, not data: {path} ({exc}; expected only arrays, "
+                f"{what} file holds code, not data: {path} ({exc}; expected only arrays, "
                 "lists, strings and numbers); nothing from it was run"
             ) from None
-        raise DataError(f"CIFAR-100 file is corrupted: {path} (expected a python pickle)") from None
+        raise DataError(f"{what} file is corrupted: {path} (expected a python pickle)") from None
     except Exception as exc:  # a truncated or foreign file raises many kinds of errors
         raise DataError(
-            f"CIFAR-100 file is corrupted: {path} (expected a python pickle; {type(exc).__name__})"
+            f"{what} file is corrupted: {path} (expected a python pickle; {type(exc).__name__})"
         ) from None
 
 
-def verify_md5(root: Path) -> None:
-    """Check the real CIFAR-100 files against torchvision's published md5 sums."""
-    from torchvision.datasets import CIFAR100
+def _torchvision_class(layout: CifarLayout):
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, layout.torchvision_class)
+
+
+def verify_md5(root: Path, layout: CifarLayout = CIFAR100) -> None:
+    """Check the real files against torchvision's published md5 sums."""
     from torchvision.datasets.utils import check_integrity
 
-    base = Path(root) / CIFAR100.base_folder
-    for name, md5 in CIFAR100.train_list + CIFAR100.test_list:
+    reference = _torchvision_class(layout)
+    base = Path(root) / reference.base_folder
+    for name, md5 in reference.train_list + reference.test_list:
         if not check_integrity(str(base / name), md5):
             raise DataError(
-                f"CIFAR-100 file failed its md5 check: {base / name} (expected md5 {md5}; "
+                f"{layout.title} file failed its md5 check: {base / name} (expected md5 {md5}; "
                 "delete it to download again)"
             )
 
 
-def download(root: Path) -> None:
-    from torchvision.datasets import CIFAR100
-
-    CIFAR100(str(root), train=True, download=True)
+def download(root: Path, layout: CifarLayout = CIFAR100) -> None:
+    _torchvision_class(layout)(str(root), train=True, download=True)
 
 
-def read_split(root: Path, split: str, verify: bool = True) -> ImageArrays:
-    """Read `train` or `test`; `verify` checks torchvision's md5 sums (off for generated data)."""
-    files = split_files(root)
+def read_split(
+    root: Path, split: str, verify: bool = True, layout: CifarLayout = CIFAR100
+) -> ImageArrays:
+    """Read `train` or `test` (all its batches, in order); `verify` checks torchvision's md5
+    sums (off for generated data)."""
+    files = batch_files(root, layout)
     if verify:
-        verify_md5(root)
-    entry = _unpickle(files[split])
-    meta = _unpickle(files["meta"])
+        verify_md5(root, layout)
+    entries = [(path, _unpickle(path, layout)) for path in files[split]]
+    meta = _unpickle(files["meta"][0], layout)
     try:
-        data = np.asarray(entry["data"], dtype=np.uint8)
-        labels = np.asarray(entry["fine_labels"], dtype=np.int64)
-        names = tuple(meta["fine_label_names"])
-    except (KeyError, TypeError, ValueError):
+        names = tuple(meta[layout.names_key])
+    except (KeyError, TypeError):
         raise DataError(
-            f"CIFAR-100 file has unexpected content: {files[split]} "
-            "(expected keys 'data' and 'fine_labels', and 'fine_label_names' in meta)"
+            f"{layout.title} file has unexpected content: {files['meta'][0]} "
+            f"(expected the key '{layout.names_key}')"
         ) from None
-    if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or len(labels) != len(data):
-        raise DataError(
-            f"CIFAR-100 file has unexpected shape: {files[split]} data {tuple(data.shape)} "
-            f"labels {len(labels)} (expected [N, {IMAGE_BYTES}] and N labels)"
-        )
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-        raise DataError(
-            f"CIFAR-100 labels out of range in {files[split]}: expected 0..{len(names) - 1}"
-        )
-    return ImageArrays(data.reshape(-1, 3, 32, 32), labels, names)
+    images, labels = [], []
+    for path, entry in entries:
+        try:
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            batch_labels = np.asarray(entry[layout.label_key], dtype=np.int64)
+        except (KeyError, TypeError, ValueError):
+            raise DataError(
+                f"{layout.title} file has unexpected content: {path} "
+                f"(expected keys 'data' and '{layout.label_key}')"
+            ) from None
+        if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or len(batch_labels) != len(data):
+            raise DataError(
+                f"{layout.title} file has unexpected shape: {path} data {tuple(data.shape)} "
+                f"labels {len(batch_labels)} (expected [N, {IMAGE_BYTES}] and N labels)"
+            )
+        if len(batch_labels) and (batch_labels.min() < 0 or batch_labels.max() >= len(names)):
+            raise DataError(
+                f"{layout.title} labels out of range in {path}: expected 0..{len(names) - 1}"
+            )
+        images.append(data)
+        labels.append(batch_labels)
+    data = np.concatenate(images) if len(images) > 1 else images[0]
+    all_labels = np.concatenate(labels) if len(labels) > 1 else labels[0]
+    return ImageArrays(data.reshape(-1, 3, 32, 32), all_labels, names)
 
 
-def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write one split in the exact on-disk format of the real files."""
-    path = split_files(root)[split]
+def write_split(
+    root: Path, split: str, images: np.ndarray, labels: np.ndarray, layout: CifarLayout = CIFAR100
+) -> None:
+    """Write one split in the exact on-disk format of the real files (its batches split evenly)."""
+    paths = batch_files(root, layout)[split]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    rows = np.ascontiguousarray(images.reshape(len(images), IMAGE_BYTES), dtype=np.uint8)
+    for number, (path, part) in enumerate(
+        zip(paths, np.array_split(np.arange(len(labels)), len(paths)), strict=True), start=1
+    ):
+        entry = {
+            "filenames": [f"image_{i:06d}.png" for i in part],
+            "batch_label": f"{split}ing batch {number} of {len(paths)}",
+            layout.label_key: [int(labels[i]) for i in part],
+            "data": rows[part],
+        }
+        if layout is CIFAR100:
+            entry["coarse_labels"] = [int(labels[i]) % 20 for i in part]
+        with open(path, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+
+
+def write_meta(root: Path, class_names: list[str], layout: CifarLayout = CIFAR100) -> None:
+    path = batch_files(root, layout)["meta"][0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {
-        "filenames": [f"image_{i:06d}.png" for i in range(len(labels))],
-        "batch_label": f"{split}ing batch 1 of 1",
-        "fine_labels": [int(y) for y in labels],
-        "coarse_labels": [int(y) % 20 for y in labels],
-        "data": np.ascontiguousarray(images.reshape(len(images), IMAGE_BYTES), dtype=np.uint8),
-    }
+    meta = {layout.names_key: class_names}
+    if layout is CIFAR100:
+        meta["coarse_label_names"] = [f"superclass_{i}" for i in range(20)]
     with open(path, "wb") as f:
-        pickle.dump(entry, f, protocol=2)
-
-
-def write_meta(root: Path, class_names: list[str]) -> None:
-    path = split_files(root)["meta"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    coarse = [f"superclass_{i}" for i in range(20)]
-    with open(path, "wb") as f:
-        pickle.dump({"fine_label_names": class_names, "coarse_label_names": coarse}, f, protocol=2)
+        pickle.dump(meta, f, protocol=2)
 
 
 def first_per_class(labels: np.ndarray, per_class: int | None) -> np.ndarray:

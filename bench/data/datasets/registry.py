@@ -10,10 +10,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.augment import CIFAR100_NORMALIZATION, Normalization
 from bench.data.datasets import cifar, imagefolder, synthetic
 from bench.errors import DataError, SpecError
 
-CIFAR_DATASETS = ("cifar100", "synthetic")
+CIFAR_DATASETS = ("cifar100", "cifar10", "synthetic")
+REAL_CIFAR = ("cifar100", "cifar10")  # downloaded by torchvision, md5-checked
+CIFAR_LAYOUTS = {"cifar100": cifar.CIFAR100, "cifar10": cifar.CIFAR10, "synthetic": cifar.CIFAR100}
+NORMALIZATION = {
+    "cifar100": CIFAR100_NORMALIZATION,
+    "synthetic": CIFAR100_NORMALIZATION,  # generated in CIFAR-100's format, read as CIFAR-100
+    # per-channel mean and std of CIFAR-10's 50,000 train images on [0, 1] pixels
+    "cifar10": Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
 IMAGE_FOLDER_DATASETS = ("imagenet", "imagefolder")
 DATASETS = CIFAR_DATASETS + IMAGE_FOLDER_DATASETS
 
@@ -31,6 +40,7 @@ class CifarSplits:
     content_hash: str
     root: Path
     test_index: torch.Tensor  # int64 [M], index of each sample in the test file
+    normalization: Normalization = CIFAR100_NORMALIZATION
 
 
 def default_root(data, workdir: Path) -> Path:
@@ -51,37 +61,42 @@ def content_hash(root: Path, dataset: str) -> str:
     if dataset not in CIFAR_DATASETS:
         raise SpecError(f"content hash: unknown dataset '{dataset}'; valid: {', '.join(DATASETS)}")
     digest = hashlib.sha256()
+    layout = CIFAR_LAYOUTS[dataset]
     for name in ("train", "test", "meta"):
-        path = cifar.split_files(root)[name]
-        if not path.is_file():
-            raise DataError(f"CIFAR-100 file not found: {path} (expected torchvision's layout)")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        for path in cifar.batch_files(root, layout)[name]:
+            if not path.is_file():
+                raise DataError(
+                    f"{layout.title} file not found: {path} (expected torchvision's layout)"
+                )
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
     return digest.hexdigest()[:16]
 
 
 def ensure_cifar(data, workdir: Path, download: bool = True) -> Path:
-    """Generate synthetic data on first use; download real CIFAR-100 where the network allows."""
+    """Generate synthetic data on first use; download real CIFAR where the network allows."""
     root = default_root(data, workdir)
     if data.dataset == "synthetic":
         return synthetic.generate(root, data.synthetic_config)
-    if not cifar.split_files(root)["train"].is_file() and download:
+    layout = CIFAR_LAYOUTS[data.dataset]
+    if not cifar.split_files(root, layout)["train"].is_file() and download:
         try:
-            cifar.download(root)
+            cifar.download(root, layout)
         except Exception as exc:
             raise DataError(
-                f"CIFAR-100 not found under {root} and download failed ({type(exc).__name__}); "
-                "expected torchvision's cifar-100-python folder there (set data.root)"
+                f"{layout.title} not found under {root} and download failed "
+                f"({type(exc).__name__}); expected torchvision's {layout.folder} folder there "
+                "(set data.root)"
             ) from None
     return root
 
 
 def load_cifar(data, workdir: Path) -> CifarSplits:
     root = ensure_cifar(data, workdir)
-    verify = data.dataset == "cifar100"
-    train = cifar.read_split(root, "train", verify=verify)
-    test = cifar.read_split(root, "test", verify=False)
+    layout = CIFAR_LAYOUTS[data.dataset]
+    train = cifar.read_split(root, "train", verify=data.dataset in REAL_CIFAR, layout=layout)
+    test = cifar.read_split(root, "test", verify=False, layout=layout)
     keep = cifar.first_per_class(train.labels, data.subset_per_class)
     test_keep = cifar.first_per_class(test.labels, data.test_subset_per_class)
     return CifarSplits(
@@ -94,6 +109,7 @@ def load_cifar(data, workdir: Path) -> CifarSplits:
         content_hash=content_hash(root, data.dataset),
         root=root,
         test_index=torch.from_numpy(test_keep.astype(np.int64)),
+        normalization=NORMALIZATION[data.dataset],
     )
 
 
@@ -116,7 +132,10 @@ def present_hash(data, workdir: Path) -> str | None:
     if data.dataset in IMAGE_FOLDER_DATASETS:
         present = all((root / folder).is_dir() for folder in imagefolder.SPLIT_FOLDERS.values())
     else:
-        present = all(path.is_file() for path in cifar.split_files(root).values())
+        layout = CIFAR_LAYOUTS.get(data.dataset, cifar.CIFAR100)
+        present = all(
+            path.is_file() for paths in cifar.batch_files(root, layout).values() for path in paths
+        )
     if present:
         return content_hash(root, data.dataset)
     if data.dataset == "synthetic":  # a pure function of its config: made and hashed in a temp dir
@@ -130,6 +149,7 @@ def absent_reason(data, workdir: Path) -> str:
     root = default_root(data, workdir)
     if data.dataset == "synthetic":
         return f"synthetic data not generated yet under {root} (made on the first run)"
-    if data.dataset == "cifar100":
-        return f"CIFAR-100 not under {root} yet (downloaded on the first run, or set data.root)"
+    if data.dataset in REAL_CIFAR:
+        title = CIFAR_LAYOUTS[data.dataset].title
+        return f"{title} not under {root} yet (downloaded on the first run, or set data.root)"
     return f"no image folder at {root} (expected train/ and val/; set data.root)"
