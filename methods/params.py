@@ -91,4 +91,25 @@ def validate(
         return TypeAdapter(cls).validate_json(text, strict=True)
     except ValidationError as exc:
         valid = list(getattr(cls, "__dataclass_fields__", {}))
-        raise make_error(_describe(exc.errors()[0], where, valid)) from None
+        errors = exc.errors()
+        raise make_error(_describe(_union_error(errors), where, valid)) from None
+
+
+def _union_error(errors: list[dict]) -> dict:
+    """A value that fits no member of a union (`bool | Literal[...]`) gets one error naming
+    every choice, at the field's own path (pydantic reports one error per member)."""
+    first = errors[0]
+    members = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]]
+    if len(members) < 2 or not any(e["type"] == "literal_error" for e in members):
+        return first
+    choices = []
+    for error in members:
+        if error["type"] == "bool_type":
+            choices += ["true", "false"]
+        elif error["type"] == "literal_error":
+            choices.append(error["ctx"]["expected"])
+    return first | {
+        "loc": first["loc"][:-1],
+        "type": "literal_error",
+        "ctx": {"expected": ", ".join(choices)},
+    }

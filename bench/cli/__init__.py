@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(prepared for the ffcv backend); default: the data of --matrix",
     )
     data.add_argument("--root", help="where the dataset is (default: under the workdir)")
+    data.add_argument("--resolution", type=int, help="image folders: the side to prepare at")
     data.add_argument("--backend", default="ffcv", choices=["torch", "memory", "gpu", "ffcv"])
     data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")
     data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

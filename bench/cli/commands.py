@@ -218,7 +218,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     from bench.data.prepare import prepare
 
     if args.dataset:
-        values = {"dataset": args.dataset, "root": args.root, "backend": args.backend}
+        values = {"dataset": args.dataset, "root": args.root, "backend": args.backend,
+                  "resolution": args.resolution}  # fmt: skip
         data = parse_data(values)
     else:
         data = _matrix(args, torch.device("cpu")).data

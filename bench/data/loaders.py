@@ -13,8 +13,8 @@ from bench.data.backends import ffcv_backend
 from bench.data.backends.memory_backend import MemoryLoader
 from bench.data.backends.torch_backend import SampleLoader, TorchLoader
 from bench.data.datasets.imagefolder import FolderSamples, load_folder
-from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, default_root, load_cifar
-from bench.spec import check_backend
+from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, folder_root, load_arrays
+from bench.spec import check_data
 
 
 @dataclass
@@ -83,11 +83,11 @@ def make_loaders(
 ) -> Loaders:
     """The one place that dispatches over dataset x backend."""
     test_batch_size = test_batch_size or batch_size
-    check_backend(data)
+    check_data(data)
     workdir = Path(workdir)
-    if data.dataset in IMAGE_FOLDER_DATASETS:
+    if data.dataset in IMAGE_FOLDER_DATASETS and not data.prepared_arrays:
         return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir)
-    splits = load_cifar(data, workdir)
+    splits = load_arrays(data, workdir)
     if data.backend == "ffcv":
         train, test = ffcv_backend.make_ffcv_loaders(
             splits,
@@ -130,7 +130,7 @@ def make_loaders(
 
 def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path) -> Loaders:
     splits = load_folder(
-        default_root(data, workdir), data.subset_per_class, data.test_subset_per_class
+        folder_root(data, workdir), data.subset_per_class, data.test_subset_per_class
     )
     if data.backend == "ffcv":
         train, test = ffcv_backend.make_ffcv_imagefolder_loaders(

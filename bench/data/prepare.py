@@ -12,15 +12,16 @@ from pathlib import Path
 
 from bench.data.backends.ffcv_backend import ensure_cifar_betons, ensure_imagefolder_betons
 from bench.data.datasets import cifar
-from bench.data.datasets.imagefolder import SPLIT_FOLDERS, check_folder
+from bench.data.datasets.imagefolder import SPLIT_FOLDERS
 from bench.data.datasets.registry import (
     CIFAR_DATASETS,
     CIFAR_LAYOUTS,
     IMAGE_FOLDER_DATASETS,
     REAL_CIFAR,
     content_hash,
-    default_root,
     ensure_cifar,
+    folder_root,
+    load_arrays,
 )
 from bench.errors import SpecError
 
@@ -39,8 +40,18 @@ def prepare(data, workdir: Path) -> list[Path]:
             betons = ensure_cifar_betons(root, data.dataset, digest, workdir, repair=True)
             files += list(betons.values())
         return files
+    if data.prepared_arrays:
+        splits = load_arrays(data, workdir)
+        files = sorted(p for p in splits.root.iterdir() if not p.name.startswith("."))
+        if data.backend == "ffcv":
+            betons = ensure_cifar_betons(
+                splits.root, data.dataset, splits.content_hash, workdir, repair=True,
+                read=splits.read_whole,
+            )  # fmt: skip
+            files += list(betons.values())
+        return files
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        root = check_folder(default_root(data, workdir))
+        root = folder_root(data, workdir)
         files = [root / folder for folder in SPLIT_FOLDERS.values()]
         if data.backend == "ffcv":
             digest = content_hash(root, data.dataset)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 import methods
 import model_zoo
 from bench.data import Loaders, make_loaders
-from bench.data.datasets.registry import load_cifar
+from bench.data.datasets.registry import load_arrays
 from bench.engine import checkpoint, faults, teacher_cache
 from bench.engine.environment import apply_precision, environment_tags, pip_freeze
 from bench.engine.train import TeacherForward, build_optimizer, train_epochs
@@ -109,7 +109,7 @@ def _teacher_logits(run: RunSpec, teacher: LoadedTeacher | None, loaders, device
 
 @functools.lru_cache(maxsize=1)  # one cache in memory at a time: CIFAR-100's is 1.6 GB
 def _logit_cache(teacher: LoadedTeacher, data, data_hash: str, execution, device: str, workdir):
-    splits = load_cifar(data, workdir)
+    splits = load_arrays(data, workdir)
     return teacher_cache.load_or_build(
         teacher.model,
         teacher_sha=teacher.sha256,

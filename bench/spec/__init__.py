@@ -24,6 +24,7 @@ from bench.spec.schema import (
     SyntheticConfig,
     TeacherSpec,
     check_backend,
+    check_data,
     teacher_run,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "apply_overrides",
     "build_matrix",
     "check_backend",
+    "check_data",
     "load_matrix",
     "parse_data",
     "read_matrix_yaml",

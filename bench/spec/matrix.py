@@ -30,7 +30,7 @@ from bench.spec.schema import (
     Recipe,
     RunSpec,
     TeacherSpec,
-    check_backend,
+    check_data,
 )
 from methods.params import params_dataclass, validate
 
@@ -39,6 +39,8 @@ from methods.params import params_dataclass, validate
 # (fp32 storage, TF32 matmul and convolutions on Ampere and later) and bf16 autocast are opt-in;
 # runs of each precision are reported apart.
 PRECISIONS = ("fp32", "tf32", "bf16")
+IMAGENET_RESOLUTION = 224
+MIN_IMAGENET_MODEL_RESOLUTION = 64
 DEFAULT_PRECISION = "fp32"
 TEACHER_CACHES = ("none", "float16", "float32")
 PUBLISHED_PRETRAINED = "IMAGENET1K_V1"
@@ -192,7 +194,7 @@ def apply_overrides(raw: dict, assignments: list[str]) -> dict:
 
 def parse_data(values: Any) -> DataSpec:
     data = section(DataSpec, values, "data.")
-    check_backend(data)
+    check_data(data)
     return data
 
 
@@ -205,12 +207,22 @@ def _check_model(name: str, data: DataSpec, where: str) -> str:
         resolution = model_zoo.input_resolution(name)
     except ValueError as exc:
         raise SpecError(f"{where}: {exc}") from None
-    if resolution != data.resolution:
+    # The CIFAR zoo takes 32 px; the (prefixed) ImageNet models pool adaptively and take any
+    # size from 64 px up.
+    accepts = resolution == data.resolution or (
+        resolution == IMAGENET_RESOLUTION and data.resolution >= MIN_IMAGENET_MODEL_RESOLUTION
+    )
+    if not accepts:
+        takes = (
+            f"{MIN_IMAGENET_MODEL_RESOLUTION} px and up"
+            if resolution == IMAGENET_RESOLUTION
+            else f"{resolution} px"
+        )
         hint = " (ImageNet models carry a prefix: torchvision:, timm:, imagenet:)"
         raise SpecError(
-            f"{where}: model '{name}' takes {resolution}px input but {data.dataset} is "
-            f"{data.resolution}px; pick a {data.resolution}px model"
-            + (hint if data.resolution == 224 else "")
+            f"{where}: model '{name}' takes {takes} but {data.dataset} is served at "
+            f"{data.resolution} px; pick a model for {data.resolution} px"
+            + (hint if data.resolution >= MIN_IMAGENET_MODEL_RESOLUTION else "")
         )
     return name
 
@@ -344,10 +356,10 @@ def _execution(device: str, precision: str | None, teacher_cache: str, data: Dat
         )
     if teacher_cache not in TEACHER_CACHES:
         raise SpecError(f"--teacher-cache '{teacher_cache}': expected none, float16 or float32")
-    if teacher_cache != "none" and data.resolution != 32:
+    if teacher_cache != "none" and not (data.serves_arrays and data.augment_family != "rrc_flip"):
         raise SpecError(
-            f"--teacher-cache: {data.dataset} has no finite set of train variants; "
-            "the cache is for CIFAR-size data"
+            f"--teacher-cache: {data.dataset} at {data.resolution} px ({data.augment_family}) "
+            "has no finite set of train variants; the cache is for crop-flip data"
         )
     return Execution(device=device, precision=precision, teacher_cache=teacher_cache)
 

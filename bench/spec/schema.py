@@ -95,32 +95,77 @@ DATASETS = {
     "synthetic": DatasetFacts(32, None, BACKENDS),
     "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv"), False, "torch"),
     "imagefolder": DatasetFacts(224, None, ("torch", "ffcv"), False, "torch"),
+    # Tiny-ImageNet (Le & Yang 2015): 200 classes of 64 px, an image folder once
+    # `bench data prepare tinyimagenet` has turned val/val_annotations.txt into class folders
+    "tinyimagenet": DatasetFacts(64, None, BACKENDS),  # 200 classes, counted from the folders
 }
+FOLDER_DATASETS = ("imagenet", "imagefolder", "tinyimagenet")
+CROP_FLIP_MAX_RESOLUTION = 64  # the CIFAR family (pad 4, crop, flip) serves small images
+RRC_RESOLUTION = 224  # RandomResizedCrop + flip is served at ImageNet's 224 px in this version
+AUGMENT_FAMILIES = ("crop_flip", "rrc_flip")
 
 
 @params_dataclass
 class DataSpec:
-    dataset: Literal["cifar100", "cifar10", "synthetic", "imagenet", "imagefolder"] = "cifar100"
+    dataset: Literal[
+        "cifar100", "cifar10", "synthetic", "imagenet", "imagefolder", "tinyimagenet"
+    ] = "cifar100"
     root: str | None = None
     # None: the dataset's default, the fastest backend that gives the exact batches
     backend: Literal["torch", "memory", "gpu", "ffcv"] | None = None
     subset_per_class: Positive | None = None
     test_subset_per_class: Positive | None = None
-    augment: bool = True
+    # true: the dataset's family (crop_flip up to 64 px, rrc_flip above); false: none
+    augment: bool | Literal["crop_flip", "rrc_flip"] = True
     num_workers: Annotated[int, Field(ge=0)] = 0
     synthetic: SyntheticConfig | None = None  # for dataset "synthetic"; None: the defaults
+    # Image folders: the side every image is served at (None: the dataset's). A crop_flip folder
+    # is resized to it once, when prepared, never per step.
+    resolution: Positive | None = None
+    # Per-channel statistics on [0, 1] pixels; None: the dataset's (computed once from the train
+    # split of an image folder and stored with its prepared arrays)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[Annotated[float, Field(gt=0)], ...] | None = None
 
     def __post_init__(self) -> None:
+        facts = DATASETS[self.dataset]
+        object.__setattr__(self, "resolution", self.resolution or facts.resolution)
+        if self.augment == self.default_family:  # spelled out or not: one cell
+            object.__setattr__(self, "augment", True)
         backend = BACKEND_ALIASES.get(self.backend, self.backend)
-        object.__setattr__(self, "backend", backend or DATASETS[self.dataset].default_backend)
+        default = "memory" if self.prepared_arrays else facts.default_backend
+        object.__setattr__(self, "backend", backend or default)
 
     @property
     def facts(self) -> DatasetFacts:
         return DATASETS[self.dataset]
 
     @property
-    def resolution(self) -> int:
-        return self.facts.resolution
+    def default_family(self) -> str:
+        return "crop_flip" if self.resolution <= CROP_FLIP_MAX_RESOLUTION else "rrc_flip"
+
+    @property
+    def augment_family(self) -> str:
+        """'crop_flip', 'rrc_flip' or 'none'."""
+        if self.augment is False:
+            return "none"
+        return self.default_family if self.augment is True else self.augment
+
+    @property
+    def prepared_arrays(self) -> bool:
+        """An image folder served as CIFAR-format arrays (resized once, at preparation)."""
+        return self.dataset in FOLDER_DATASETS and self.augment_family != "rrc_flip" and (
+            self.resolution <= CROP_FLIP_MAX_RESOLUTION
+        )
+
+    @property
+    def serves_arrays(self) -> bool:
+        """uint8 arrays in memory, augmented by the shared crop-flip: every backend is exact."""
+        return self.dataset not in FOLDER_DATASETS or self.prepared_arrays
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return BACKENDS if self.prepared_arrays else self.facts.backends
 
     @property
     def synthetic_config(self) -> SyntheticConfig:
@@ -138,9 +183,13 @@ class DataSpec:
         return self.subset_per_class is not None or self.test_subset_per_class is not None
 
     @property
+    def backends_exact(self) -> bool:
+        return self.serves_arrays or self.facts.backends_exact
+
+    @property
     def pixel_pipeline(self) -> str:
         """'exact' where all backends give the same batches, else this backend's pipeline."""
-        return "exact" if self.facts.backends_exact else PIXEL_PIPELINES[self.backend]
+        return "exact" if self.backends_exact else PIXEL_PIPELINES[self.backend]
 
     def identity(self, content_hash: str | None) -> dict:
         """What of the data a result depends on (not where it lives, nor how it is loaded where
@@ -152,18 +201,47 @@ class DataSpec:
             "augment": self.augment,
             "content_hash": content_hash,
         }
-        if not self.facts.backends_exact:
+        if self.resolution != self.facts.resolution:
+            identity["resolution"] = self.resolution
+        if self.mean is not None or self.std is not None:
+            identity["normalization"] = [self.mean, self.std]
+        if not self.backends_exact:
             identity["pixels"] = self.pixel_pipeline
         return identity
 
 
+def check_data(data: DataSpec) -> None:
+    """The one place that says which dataset is served at which size, how, by which backend."""
+    fixed = data.dataset not in FOLDER_DATASETS or data.dataset == "imagenet"
+    if fixed and data.resolution != data.facts.resolution:
+        raise SpecError(
+            f"data.resolution: {data.dataset} is served at {data.facts.resolution} px, not "
+            f"{data.resolution}; a folder of other sizes is dataset: imagefolder"
+        )
+    if data.augment_family == "rrc_flip" and data.resolution != RRC_RESOLUTION:
+        raise SpecError(
+            f"data.augment: rrc_flip is served at {RRC_RESOLUTION} px in this version, not "
+            f"{data.resolution}; use crop_flip (up to {CROP_FLIP_MAX_RESOLUTION} px) or "
+            f"resolution {RRC_RESOLUTION}"
+        )
+    if data.augment_family == "crop_flip" and data.resolution > CROP_FLIP_MAX_RESOLUTION:
+        raise SpecError(
+            f"data.augment: crop_flip pads by 4 px and is meant for images up to "
+            f"{CROP_FLIP_MAX_RESOLUTION} px, not {data.resolution}; use rrc_flip"
+        )
+    if (data.mean is None) != (data.std is None) or (data.std and len(data.std) != 3):
+        raise SpecError("data.mean and data.std: give both, three values each (RGB, on [0, 1])")
+    check_backend(data)
+
+
 def check_backend(data: DataSpec) -> None:
-    """The one place that says which backend serves which dataset."""
-    if data.backend not in data.facts.backends:
+    """Which backend serves which dataset."""
+    if data.backend not in data.backends:
         alias = " (also called 'gpu')" if data.backend == "memory" else ""
         raise SpecError(
-            f"data.backend: '{data.backend}'{alias} cannot serve {data.dataset}; "
-            f"valid for it: {', '.join(data.facts.backends)}"
+            f"data.backend: '{data.backend}'{alias} cannot serve {data.dataset}"
+            f"{'' if data.prepared_arrays else f' at {data.resolution} px'}; "
+            f"valid for it: {', '.join(data.backends)}"
         )
 
 

@@ -186,9 +186,10 @@ def _as_cifar_arrays(arrays) -> tuple[np.ndarray, np.ndarray]:
         images, labels = arrays
     images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     labels = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
+    square = images.ndim == 4 and images.shape[1] == 3 and images.shape[2] == images.shape[3]
+    if images.dtype != np.uint8 or not square:
         raise DataError(
-            f"CIFAR images for FFCV: expected uint8 [N, 3, 32, 32], got {images.dtype} "
+            f"CIFAR-format images for FFCV: expected uint8 [N, 3, R, R], got {images.dtype} "
             f"{tuple(images.shape)}"
         )
     if len(labels) != len(images):
@@ -248,14 +249,23 @@ def ensure_beton(
 
 
 def ensure_cifar_betons(
-    root: Path, dataset: str, content_hash: str, workdir: Path, *, repair: bool = False
+    root: Path,
+    dataset: str,
+    content_hash: str,
+    workdir: Path,
+    *,
+    repair: bool = False,
+    read: Callable[[str], object] | None = None,
 ) -> dict[str, Path]:
-    """The train and test .beton files of a CIFAR-format folder, written on first use."""
+    """The train and test .beton files of a CIFAR-format folder (or of the whole splits `read`
+    returns, e.g. a prepared image folder), written on first use."""
     import_ffcv()
     paths = {}
     for split in SPLITS:
 
         def write(target: Path, split=split) -> Path:
+            if read is not None:
+                return write_cifar_beton(read(split), target)
             verify = dataset in REAL_CIFAR and split == "train"
             arrays = cifar.read_split(root, split, verify=verify, layout=CIFAR_LAYOUTS[dataset])
             return write_cifar_beton(arrays, target)
@@ -396,7 +406,9 @@ def make_ffcv_loaders(
     import_ffcv()
     from ffcv.fields.decoders import SimpleRGBImageDecoder
 
-    paths = ensure_cifar_betons(splits.root, dataset, splits.content_hash, workdir)
+    paths = ensure_cifar_betons(
+        splits.root, dataset, splits.content_hash, workdir, read=splits.read_whole
+    )
     test_index = splits.test_index
     loaders = []
     for split, file_index, batch, train in (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 
 from bench.data.augment import CIFAR100_NORMALIZATION, Normalization
-from bench.data.datasets import cifar, imagefolder, synthetic
+from bench.data.datasets import cifar, imagefolder, prepared, synthetic, tinyimagenet
 from bench.errors import DataError, SpecError
 
 CIFAR_DATASETS = ("cifar100", "cifar10", "synthetic")
@@ -23,7 +25,7 @@ NORMALIZATION = {
     # per-channel mean and std of CIFAR-10's 50,000 train images on [0, 1] pixels
     "cifar10": Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
-IMAGE_FOLDER_DATASETS = ("imagenet", "imagefolder")
+IMAGE_FOLDER_DATASETS = ("imagenet", "imagefolder", "tinyimagenet")
 DATASETS = CIFAR_DATASETS + IMAGE_FOLDER_DATASETS
 
 
@@ -41,6 +43,7 @@ class CifarSplits:
     root: Path
     test_index: torch.Tensor  # int64 [M], index of each sample in the test file
     normalization: Normalization = CIFAR100_NORMALIZATION
+    read_whole: Callable[[str], cifar.ImageArrays] | None = None  # whole splits, where not files
 
 
 def default_root(data, workdir: Path) -> Path:
@@ -113,10 +116,52 @@ def load_cifar(data, workdir: Path) -> CifarSplits:
     )
 
 
+def folder_root(data, workdir: Path, log=print) -> Path:
+    """An image folder's root, checked (Tiny-ImageNet's val split arranged into classes first)."""
+    root = default_root(data, workdir)
+    if data.dataset == "tinyimagenet":
+        tinyimagenet.arrange_val(root, log=log)
+    return imagefolder.check_folder(root)
+
+
+def _user_or(stats: Normalization, data) -> Normalization:
+    return stats if data.mean is None else Normalization(tuple(data.mean), tuple(data.std))
+
+
+def load_arrays(data, workdir: Path, log=print) -> CifarSplits:
+    """A CIFAR-format dataset, or a small image folder prepared into arrays, as in-memory splits."""
+    if not data.prepared_arrays:
+        splits = load_cifar(data, workdir)
+        return dataclasses.replace(splits, normalization=_user_or(splits.normalization, data))
+    root = folder_root(data, workdir)
+    folder = prepared.PreparedFolder(
+        prepared.prepared_folder(root, data.resolution, workdir, log=log)
+    )
+    train, test = folder.read("train"), folder.read("test")
+    keep = cifar.first_per_class(train.labels, data.subset_per_class)
+    test_keep = cifar.first_per_class(test.labels, data.test_subset_per_class)
+    return CifarSplits(
+        train_images=torch.from_numpy(np.ascontiguousarray(train.images[keep])),
+        train_labels=torch.from_numpy(train.labels[keep]),
+        train_index=torch.from_numpy(keep.astype(np.int64)),
+        test_images=torch.from_numpy(np.ascontiguousarray(test.images[test_keep])),
+        test_labels=torch.from_numpy(test.labels[test_keep]),
+        num_classes=train.num_classes,
+        content_hash=prepared.prepared_hash(root, data.resolution),
+        root=folder.folder,
+        test_index=torch.from_numpy(test_keep.astype(np.int64)),
+        normalization=_user_or(folder.normalization, data),
+        read_whole=folder.read,
+    )
+
+
 def dataset_hash(data, workdir: Path) -> str:
     """The content hash that enters cell keys (data is generated or downloaded if needed)."""
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        return content_hash(imagefolder.check_folder(default_root(data, workdir)), data.dataset)
+        root = folder_root(data, workdir)
+        if data.prepared_arrays:
+            return prepared.prepared_hash(root, data.resolution)
+        return content_hash(root, data.dataset)
     if data.dataset not in CIFAR_DATASETS:
         raise SpecError(
             f"data.dataset '{data.dataset}': no loader in this version of kdbench; "
@@ -130,12 +175,16 @@ def present_hash(data, workdir: Path) -> str | None:
     (for `--dry-run` and `--print-spec` on a machine without the data)."""
     root = default_root(data, workdir)
     if data.dataset in IMAGE_FOLDER_DATASETS:
-        present = all((root / folder).is_dir() for folder in imagefolder.SPLIT_FOLDERS.values())
+        present = all(
+            (root / folder).is_dir() for folder in imagefolder.SPLIT_FOLDERS.values()
+        ) and not tinyimagenet.needs_arranging(root)
     else:
         layout = CIFAR_LAYOUTS.get(data.dataset, cifar.CIFAR100)
         present = all(
             path.is_file() for paths in cifar.batch_files(root, layout).values() for path in paths
         )
+    if present and data.prepared_arrays:
+        return prepared.prepared_hash(root, data.resolution)
     if present:
         return content_hash(root, data.dataset)
     if data.dataset == "synthetic":  # a pure function of its config: made and hashed in a temp dir
@@ -152,4 +201,9 @@ def absent_reason(data, workdir: Path) -> str:
     if data.dataset in REAL_CIFAR:
         title = CIFAR_LAYOUTS[data.dataset].title
         return f"{title} not under {root} yet (downloaded on the first run, or set data.root)"
+    if data.dataset == "tinyimagenet":
+        return (
+            f"no Tiny-ImageNet folder at {root} (expected train/ and val/ class folders: run "
+            "`python -m bench data prepare tinyimagenet --root <tiny-imagenet-200>`)"
+        )
     return f"no image folder at {root} (expected train/ and val/; set data.root)"

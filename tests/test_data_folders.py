@@ -1,0 +1,154 @@
+"""Image folders at their own resolution: a small folder is prepared once into arrays (resized
+once, mean/std computed once and found again by hash) and served by all three backends with the
+same batches; Tiny-ImageNet's val annotations become class folders and it trains."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from bench.__main__ import main
+from bench.data.datasets.registry import dataset_hash, load_arrays
+from bench.data.loaders import make_loaders
+from bench.spec import DataSpec
+from bench.store.trackers import FINISHED, JsonLinesTracker
+
+pytestmark = pytest.mark.slow
+BACKENDS = ("memory", "torch", "ffcv")
+
+
+def write_folder(root, classes=10, train=6, val=2, size=(32, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("val", val)):
+        for c in range(classes):
+            folder = root / split / f"class_{c:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                base = rng.integers(0, 256, 3) * 0.5 + 60 * (c % 4)
+                pixels = np.clip(base + rng.normal(0, 30, (size[1], size[0], 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"img_{i}.png")
+    return root
+
+
+def spec(root, **values) -> DataSpec:
+    return DataSpec(dataset="imagefolder", root=str(root), resolution=32, **values)
+
+
+def test_a_32px_folder_gives_the_same_batches_on_every_backend(tmp_path):
+    root = write_folder(tmp_path / "folder")
+    work = tmp_path / "work"
+    batches = {}
+    for backend in BACKENDS:
+        loaders = make_loaders(spec(root, backend=backend), batch_size=16, seed=3,
+                               device="cpu", workdir=work)  # fmt: skip
+        batches[backend] = [
+            [tuple(t.clone() for t in batch) for batch in loader.epoch(epoch)]
+            for loader, epoch in ((loaders.train, 1), (loaders.train, 2), (loaders.test, 0))
+        ]
+        assert loaders.num_classes == 10 and loaders.train_size == 60
+    for backend in ("torch", "ffcv"):
+        for ours, theirs in zip(batches["memory"], batches[backend], strict=True):
+            for a, b in zip(ours, theirs, strict=True):
+                assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), backend
+
+
+def test_mean_and_std_are_computed_once_and_found_again_by_hash(tmp_path, capsys):
+    root = write_folder(tmp_path / "folder")
+    work = tmp_path / "work"
+    splits = load_arrays(spec(root), work)
+    pixels = np.stack([
+        np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255
+        for p in sorted((root / "train").rglob("*.png"))
+    ])  # fmt: skip
+    assert np.allclose(splits.normalization.mean, pixels.mean(axis=(0, 1, 2)), atol=1e-9)
+    assert np.allclose(splits.normalization.std, pixels.std(axis=(0, 1, 2)), atol=1e-9)
+    meta = next(work.glob("prepared/*-r32/meta.json"))
+    assert json.loads(meta.read_text())["mean"] == list(splits.normalization.mean)
+    capsys.readouterr()
+    again = load_arrays(spec(root), work)  # found by hash: nothing is read or resized again
+    assert "preparing" not in capsys.readouterr().out
+    assert again.normalization == splits.normalization
+    given = load_arrays(spec(root, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)), work)
+    assert given.normalization.mean == (0.5, 0.5, 0.5)
+    # a changed file changes the hash (and so every cell key)
+    before = dataset_hash(spec(root), work)
+    image = root / "train" / "class_00" / "img_0.png"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(image)
+    assert dataset_hash(spec(root), work) != before
+
+
+def test_images_of_other_sizes_are_resized_once_by_the_stated_policy(tmp_path):
+    root = write_folder(tmp_path / "folder", classes=2, train=1, val=1, size=(48, 40))
+    splits = load_arrays(spec(root), tmp_path / "work")
+    source = Image.open(root / "train" / "class_00" / "img_0.png").convert("RGB")
+    resized = source.resize((38, 32), Image.Resampling.BILINEAR, reducing_gap=None)
+    expected = np.asarray(resized.crop((3, 0, 35, 32))).transpose(2, 0, 1)
+    assert splits.train_images.shape == (2, 3, 32, 32)
+    assert np.array_equal(splits.train_images[0].numpy(), expected)
+
+
+def _matrix(tmp_path, data: dict, teacher: str, student: str) -> str:
+    raw = {"name": "folders", "data": data, "recipe": {"epochs": 1, "batch_size": 16,
+           "milestones": [1]}, "teacher": {"recipe": {"epochs": 1}},
+           "pairs": [{"teacher": teacher, "student": student}], "methods": ["kd"]}  # fmt: skip
+    path = tmp_path / "folders.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_resnet20_to_resnet8_trains_on_a_32px_folder_on_every_backend(tmp_path):
+    root = write_folder(tmp_path / "folder")
+    results = {}
+    for backend in BACKENDS:
+        data = {"dataset": "imagefolder", "root": str(root), "resolution": 32, "backend": backend}
+        work = tmp_path / f"work-{backend}"
+        matrix = _matrix(tmp_path, data, "resnet20", "resnet8")
+        assert main(["run", "--matrix", matrix, "--workdir", str(work), "--tracking", "none"]) == 0
+        (student,) = [r for r in JsonLinesTracker(work).search() if r.tags["role"] == "student"]
+        assert student.status == FINISHED
+        results[backend] = (student.tags["cell_key"], student.metrics["last_top1"])
+    assert len(set(results.values())) == 1, results  # one cell, the same number
+
+
+def write_tiny_imagenet(root, wnids=("n01443537", "n01629819", "n01641577"), per_class=4):
+    rng = np.random.default_rng(0)
+    lines = []
+    for c, wnid in enumerate(wnids):
+        images = root / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(80 * c, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(images / f"{wnid}_{i}.JPEG")
+        for i in range(2):
+            name = f"val_{c * 2 + i}.JPEG"
+            (root / "val" / "images").mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(rng.normal(80 * c, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / "val" / "images" / name)
+            lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    return root
+
+
+def test_tiny_imagenet_is_prepared_into_class_folders_and_trains(tmp_path, capsys):
+    root = write_tiny_imagenet(tmp_path / "tiny-imagenet-200")
+    work = tmp_path / "work"
+    args = ["data", "prepare", "tinyimagenet", "--root", str(root), "--backend", "memory"]
+    assert main([*args, "--workdir", str(work)]) == 0
+    assert not (root / "val" / "images").exists()
+    assert sorted(p.name for p in (root / "val").iterdir() if p.is_dir()) == [
+        "n01443537", "n01629819", "n01641577"
+    ]
+    assert len(list((root / "val" / "n01629819").iterdir())) == 2
+    data = {"dataset": "tinyimagenet", "root": str(root)}
+    matrix = _matrix(tmp_path, data, "torchvision:resnet18", "imagenet:mobilenetv1")
+    assert main(["run", "--matrix", matrix, "--workdir", str(work), "--tracking", "none"]) == 0
+    records = JsonLinesTracker(work).search()
+    assert [r.status for r in records] == [FINISHED, FINISHED]
+    assert {r.params["data.resolution"] for r in records} == {"64"}
