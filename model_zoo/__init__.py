@@ -24,6 +24,7 @@ from model_zoo.registry import (
     input_resolution,
     list_models,
     register_model,
+    resolution_range,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "create",
     "describe",
     "input_resolution",
+    "resolution_range",
     "list_models",
     "load_checkpoint",
     "load_pretrained",

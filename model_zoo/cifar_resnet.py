@@ -48,7 +48,7 @@ class CifarResNet(nn.Module):
         self.layer1 = self._stage(stem, stages[0], blocks, stride=1)
         self.layer2 = self._stage(stages[0], stages[1], blocks, stride=2)
         self.layer3 = self._stage(stages[1], stages[2], blocks, stride=2)
-        self.avgpool = nn.AvgPool2d(8)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # AvgPool2d(8) at 32 px; any size up to 64
         self.fc = nn.Linear(stages[2], num_classes)
         init_fan_out(self)
 

@@ -60,8 +60,8 @@ class MobileNetV2(nn.Module):
             self.blocks.append(nn.Sequential(*stage))
         last = int(1280 * width) if width > 1.0 else 1280
         self.conv2 = _conv_bn_relu(channels, last, 1, stride=1)
-        # 32 px input leaves a 2x2 map; ceil_mode keeps the reference's pooling exactly.
-        self.avgpool = nn.AvgPool2d(2, ceil_mode=True)
+        # global average: the reference's AvgPool2d(2, ceil_mode) over the 2x2 map of a 32 px input
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # AvgPool2d(2, ceil_mode) at 32 px
         self.classifier = nn.Sequential(nn.Linear(last, num_classes))
         init_fan_out(self)
         nn.init.normal_(self.classifier[0].weight, 0.0, 0.01)

@@ -87,6 +87,14 @@ def model_info(name: str) -> ModelInfo:
     return _MODELS[name]
 
 
+def resolution_range(name: str) -> tuple[int, int | None]:
+    """The input sides a model takes (low, high; None: no upper bound). Every model ends in a
+    global average pool: the CIFAR zoo (native 32 px) is used up to 64 px (Tiny-ImageNet), the
+    ImageNet models (native 224 px) from 64 px up."""
+    native = input_resolution(name)
+    return (32, 64) if native == 32 else (64, None)
+
+
 def input_resolution(name: str) -> int:
     """Input side length in pixels the model is defined for, without building it."""
     family, rest = _prefix_family(name)

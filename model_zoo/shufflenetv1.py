@@ -64,7 +64,7 @@ class ShuffleNetV1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(torch.flatten(F.avg_pool2d(x, 4), 1))
+        return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))  # avg_pool2d(4) at 32 px
 
 
 @register_model(name="ShuffleV1", resolution=32)

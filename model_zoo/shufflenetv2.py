@@ -85,7 +85,7 @@ class ShuffleNetV2(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
-        return self.linear(torch.flatten(F.avg_pool2d(x, 4), 1))
+        return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))  # avg_pool2d(4) at 32 px
 
 
 @register_model(name="ShuffleV2", resolution=32)

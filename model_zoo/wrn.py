@@ -64,7 +64,7 @@ class WideResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))
-        x = F.avg_pool2d(F.relu(self.bn1(x)), 8)
+        x = F.adaptive_avg_pool2d(F.relu(self.bn1(x)), 1)  # avg_pool2d(8) at 32 px
         return self.fc(torch.flatten(x, 1))
 
 

@@ -113,6 +113,11 @@ def test_resnet20_to_resnet8_trains_on_a_32px_folder_on_every_backend(tmp_path):
         assert student.status == FINISHED
         results[backend] = (student.tags["cell_key"], student.metrics["last_top1"])
     assert len(set(results.values())) == 1, results  # one cell, the same number
+    # the teacher-logit cache covers a prepared folder (its 162 crop-flip variants per image)
+    cached = tmp_path / "work-memory"
+    assert main(["run", "--matrix", matrix, "--workdir", str(cached), "--tracking", "none",
+                 "--teacher-cache", "float32"]) == 0  # fmt: skip
+    assert len(list((cached / "teacher_cache").glob("*.npy"))) == 1
 
 
 def write_tiny_imagenet(root, wnids=("n01443537", "n01629819", "n01641577"), per_class=4):
@@ -152,3 +157,28 @@ def test_tiny_imagenet_is_prepared_into_class_folders_and_trains(tmp_path, capsy
     records = JsonLinesTracker(work).search()
     assert [r.status for r in records] == [FINISHED, FINISHED]
     assert {r.params["data.resolution"] for r in records} == {"64"}
+
+
+def test_the_cifar_zoo_takes_32_to_64_px_and_the_guard_says_so():
+    import model_zoo
+    from bench.errors import SpecError
+    from bench.spec import build_matrix
+    from model_zoo.registry import _MODELS
+
+    for name, info in _MODELS.items():
+        if info.resolution == 32:
+            model = model_zoo.create(name, num_classes=7).eval()
+            with torch.no_grad():
+                for side in (32, 48, 64):
+                    assert model(torch.zeros(1, 3, side, side)).shape == (1, 7), (name, side)
+    raw = {"name": "m", "pairs": [{"teacher": "resnet32x4", "student": "ShuffleV1"}],
+           "methods": ["kd"], "data": {"dataset": "tinyimagenet"}}  # fmt: skip
+    assert build_matrix(raw, "t", data_hash="h").data.resolution == 64
+    raw["data"] = {"dataset": "imagefolder", "resolution": 224}
+    with pytest.raises(SpecError, match="model 'resnet32x4' takes 32 to 64 px but imagefolder "
+                       "is served at 224 px"):  # fmt: skip
+        build_matrix(raw, "t", data_hash="h")
+    raw["data"] = {"dataset": "imagefolder", "resolution": 96, "augment": False}
+    with pytest.raises(SpecError, match="up to 64 px .prepared once. or at 224 px in this "
+                       "version, not 96"):  # fmt: skip
+        build_matrix(raw, "t", data_hash="h")

@@ -170,7 +170,7 @@ def test_malformed_matrix_fails_with_one_line(path, value, expected):
 
 def test_cifar_model_on_imagenet_is_rejected():
     raw = _with(("data",), {"dataset": "imagenet"})
-    with pytest.raises(SpecError, match="takes 32 px"):
+    with pytest.raises(SpecError, match="takes 32 to 64 px"):
         build_matrix(raw, "test.yaml", data_hash=HASH)
 
 

@@ -39,8 +39,6 @@ from methods.params import params_dataclass, validate
 # (fp32 storage, TF32 matmul and convolutions on Ampere and later) and bf16 autocast are opt-in;
 # runs of each precision are reported apart.
 PRECISIONS = ("fp32", "tf32", "bf16")
-IMAGENET_RESOLUTION = 224
-MIN_IMAGENET_MODEL_RESOLUTION = 64
 DEFAULT_PRECISION = "fp32"
 TEACHER_CACHES = ("none", "float16", "float32")
 PUBLISHED_PRETRAINED = "IMAGENET1K_V1"
@@ -204,25 +202,16 @@ def _recipe(base: Recipe, values: dict, where: str) -> Recipe:
 
 def _check_model(name: str, data: DataSpec, where: str) -> str:
     try:
-        resolution = model_zoo.input_resolution(name)
+        low, high = model_zoo.resolution_range(name)
     except ValueError as exc:
         raise SpecError(f"{where}: {exc}") from None
-    # The CIFAR zoo takes 32 px; the (prefixed) ImageNet models pool adaptively and take any
-    # size from 64 px up.
-    accepts = resolution == data.resolution or (
-        resolution == IMAGENET_RESOLUTION and data.resolution >= MIN_IMAGENET_MODEL_RESOLUTION
-    )
-    if not accepts:
-        takes = (
-            f"{MIN_IMAGENET_MODEL_RESOLUTION} px and up"
-            if resolution == IMAGENET_RESOLUTION
-            else f"{resolution} px"
-        )
+    if data.resolution < low or (high is not None and data.resolution > high):
+        takes = f"{low} px and up" if high is None else f"{low} to {high} px"
         hint = " (ImageNet models carry a prefix: torchvision:, timm:, imagenet:)"
         raise SpecError(
             f"{where}: model '{name}' takes {takes} but {data.dataset} is served at "
             f"{data.resolution} px; pick a model for {data.resolution} px"
-            + (hint if data.resolution >= MIN_IMAGENET_MODEL_RESOLUTION else "")
+            + (hint if data.resolution > 64 else "")
         )
     return name
 

@@ -218,6 +218,13 @@ def check_data(data: DataSpec) -> None:
             f"data.resolution: {data.dataset} is served at {data.facts.resolution} px, not "
             f"{data.resolution}; a folder of other sizes is dataset: imagefolder"
         )
+    if data.dataset in FOLDER_DATASETS and not data.prepared_arrays and (
+        data.resolution != RRC_RESOLUTION
+    ):
+        raise SpecError(
+            f"data.resolution: an image folder is served at up to {CROP_FLIP_MAX_RESOLUTION} px "
+            f"(prepared once) or at {RRC_RESOLUTION} px in this version, not {data.resolution}"
+        )
     if data.augment_family == "rrc_flip" and data.resolution != RRC_RESOLUTION:
         raise SpecError(
             f"data.augment: rrc_flip is served at {RRC_RESOLUTION} px in this version, not "
