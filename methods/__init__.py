@@ -14,6 +14,7 @@ from pathlib import Path
 
 from methods.base import Method, MethodContext, MethodError, Needs, warmup_factor
 from methods.registry import (
+    all_params,
     available,
     create,
     describe,
@@ -55,6 +56,7 @@ __all__ = [
     "MethodContext",
     "MethodError",
     "Needs",
+    "all_params",
     "available",
     "create",
     "describe",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,6 +25,16 @@ def warmup_factor(epoch: int, warmup: int) -> float:
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
         raise MethodError(f"warmup must be an integer >= 1, got {warmup!r}")
     return min(epoch / warmup, 1.0)
+
+
+ADDED_OPTION = "added_option"
+
+
+def added_option(default: Any) -> Any:
+    """A parameter added to a method after its cells were first keyed: at its default it is left
+    out of the resolved parameters, so those cells keep their keys; it is never an ablation
+    switch."""
+    return dataclasses.field(default=default, metadata={ADDED_OPTION: True})
 
 
 def require(condition: bool, message: str) -> None:

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import Method, require, warmup_factor
+from methods.base import Method, added_option, require, warmup_factor
 from methods.partition_kl import partition_kl
 from methods.registry import register_method
+from methods.standardize import maybe_standardize
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CAKDParams:
     scd: bool = True
     wcd: bool = True
     weights: Literal["given", "natural"] = "given"
+    standardize: bool = added_option(False)  # LS: z-score both logits first (methods.standardize)
 
     def validate(self, num_classes: int | None) -> None:
         require(self.temperature > 0, f"cakd: temperature={self.temperature} must be > 0")
@@ -98,7 +100,9 @@ class CAKD(Method):
         check_k(p.k, student.shape[1])
         t = p.temperature
         scale = p.w_kd * warmup_factor(epoch, p.warmup) * t * t
-        parts = partition_kl(teacher / t, student / t, strong_mask(teacher, target, p.k))
+        z_s, z_t = maybe_standardize(p.standardize, student, teacher)
+        # z-scoring is monotone per row: the teacher's top-k, and so the strong set, is unchanged
+        parts = partition_kl(z_t / t, z_s / t, strong_mask(teacher, target, p.k))
         if p.weights == "natural":
             weight = {
                 "bcd": 1.0,

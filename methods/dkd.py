@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import Method, require, warmup_factor
+from methods.base import Method, added_option, require, warmup_factor
 from methods.partition_kl import partition_kl
 from methods.registry import register_method
+from methods.standardize import maybe_standardize
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class DKDParams:
     alpha: float = 1.0
     beta: float = 8.0
     warmup: int = 20
+    standardize: bool = added_option(False)  # LS: z-score both logits first (methods.standardize)
 
     def validate(self, num_classes: int | None) -> None:
         require(self.temperature > 0, f"dkd: temperature={self.temperature} must be > 0")
@@ -45,7 +47,8 @@ class DKD(Method):
         t = p.temperature
         scale = warmup_factor(epoch, p.warmup) * t * t
         target_mask = F.one_hot(target, student.shape[1]).to(torch.bool)
-        parts = partition_kl(teacher / t, student / t, target_mask)
+        z_s, z_t = maybe_standardize(p.standardize, student, teacher)
+        parts = partition_kl(z_t / t, z_s / t, target_mask)
         return {
             "ce": p.w_ce * F.cross_entropy(student, target),
             "tckd": scale * p.alpha * parts.binary.mean(),

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from methods.base import Method, require
+from methods.base import Method, added_option, require
 from methods.partition_kl import kl_per_sample
 from methods.registry import register_method
+from methods.standardize import maybe_standardize
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class KDParams:
     temperature: float = 4.0
     w_ce: float = 0.1
     w_kd: float = 0.9
+    standardize: bool = added_option(False)  # LS: z-score both logits first (methods.standardize)
 
     def validate(self, num_classes: int | None) -> None:
         require(self.temperature > 0, f"kd: temperature={self.temperature} must be > 0")
@@ -35,5 +37,6 @@ class KD(Method):
     ) -> dict[str, Tensor]:
         p = self.params
         t = p.temperature
-        kl = kl_per_sample(teacher / t, student / t).mean()
+        z_s, z_t = maybe_standardize(p.standardize, student, teacher)
+        kl = kl_per_sample(z_t / t, z_s / t).mean()
         return {"ce": p.w_ce * F.cross_entropy(student, target), "kd": p.w_kd * t * t * kl}

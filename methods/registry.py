@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from methods.base import Method, MethodError, Needs
+from methods.base import ADDED_OPTION, Method, MethodError, Needs
 from methods.params import params_dataclass, validate
 
 _METHODS: dict[str, type[Method]] = {}
@@ -68,14 +68,27 @@ def _build_params(name: str, num_classes: int | None, params: dict[str, Any]) ->
 
 
 def resolve_params(name: str, *, num_classes: int | None = None, **params: Any) -> dict[str, Any]:
-    """Every parameter of `name` with defaults filled in, as plain JSON-able values."""
-    return dataclasses.asdict(_build_params(name, num_classes, params))
+    """Every parameter of `name` with defaults filled in, as plain JSON-able values (an added
+    option at its default is left out: see `methods.base.added_option`)."""
+    built = _build_params(name, num_classes, params)
+    resolved = dataclasses.asdict(built)
+    for f in dataclasses.fields(built):
+        if f.metadata.get(ADDED_OPTION) and resolved[f.name] == f.default:
+            del resolved[f.name]
+    return resolved
+
+
+def all_params(name: str) -> dict[str, Any]:
+    """Every parameter of `name` at its default, added options included (for listings)."""
+    return dataclasses.asdict(_build_params(name, None, {}))
 
 
 def switches(name: str) -> list[str]:
     """The method's boolean parameters: the terms an ablation switches on or off."""
     fields = dataclasses.fields(method_class(name).Params)
-    return [f.name for f in fields if f.type in (bool, "bool")]
+    return [
+        f.name for f in fields if f.type in (bool, "bool") and not f.metadata.get(ADDED_OPTION)
+    ]
 
 
 def create(name: str, *, num_classes: int | None = None, **params: Any) -> Method:

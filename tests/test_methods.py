@@ -36,8 +36,8 @@ def error_of(name: str, num_classes: int | None = None, **params) -> str:
 # --- registry and parameters ----------------------------------------------------------------
 
 
-def test_available_lists_the_wave_one_methods():
-    assert methods.available() == ["cakd", "ce", "dkd", "kd"]
+def test_available_lists_the_shipped_methods():
+    assert methods.available() == ["cakd", "ce", "dkd", "kd", "nkd", "ttm", "wttm"]
 
 
 def test_unknown_method_names_the_valid_ones():
@@ -75,9 +75,10 @@ def test_unknown_method_names_the_valid_ones():
 def test_unknown_parameter_names_the_valid_parameters(name, valid):
     message = error_of(name, tau=2.0)
     assert "'tau'" in message
-    assert message.endswith("valid: " + ", ".join(valid))
+    added = ["standardize"] if name in ("kd", "dkd", "cakd") else []  # an added option
+    assert message.endswith("valid: " + ", ".join(valid + added))
     if name != "ce":
-        assert list(methods.resolve_params(name)) == valid
+        assert list(methods.resolve_params(name)) == valid  # added options at their default
 
 
 def test_defaults_are_the_cifar_defaults_of_methods_md():
@@ -113,7 +114,9 @@ def test_resolved_params_are_canonical_and_json_able():
     assert json.loads(json.dumps(resolved)) == resolved
     for name in methods.available():
         method = methods.create(name, num_classes=100)
-        assert dataclasses.asdict(method.params) == methods.resolve_params(name)
+        every = dataclasses.asdict(method.params)
+        every.pop("standardize", None)  # an added option, left out at its default
+        assert every == methods.resolve_params(name)
         with pytest.raises(dataclasses.FrozenInstanceError):
             method.params.w_ce = 5.0  # type: ignore[misc]
 

@@ -178,7 +178,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         import methods
 
         for name in methods.available():
-            params = methods.resolve_params(name)
+            params = methods.all_params(name)
             needs = methods.needs(name)
             title, note = methods.describe(name)
             wanted = [k for k, v in vars(needs).items() if v]
