@@ -35,11 +35,6 @@ class TTMParams:
         require(self.w_kd >= 0, f"ttm: w_kd={self.w_kd} must be >= 0")
 
 
-def _transformed_kl(student: Tensor, teacher: Tensor, gamma: float) -> Tensor:
-    """[B] KL(softmax(γ·z_t) ‖ softmax(z_s))."""
-    return kl_per_sample(gamma * teacher, student)
-
-
 @register_method(
     "ttm",
     title="TTM (Zheng & Yang, ICLR 2024, arXiv 2402.11148)",
@@ -48,12 +43,18 @@ def _transformed_kl(student: Tensor, teacher: Tensor, gamma: float) -> Tensor:
 class TTM(Method):
     Params = TTMParams
 
+    def sample_weights(self, teacher: Tensor) -> Tensor | float:
+        return 1.0
+
     def terms(
         self, student: Tensor, teacher: Tensor | None, target: Tensor, epoch: int
     ) -> dict[str, Tensor]:
         p = self.params
-        kl = _transformed_kl(student, teacher, p.gamma)
-        return {"ce": p.w_ce * F.cross_entropy(student, target), "kd": p.w_kd * kl.mean()}
+        kl = kl_per_sample(p.gamma * teacher, student)  # KL(softmax(γ·z_t) ‖ softmax(z_s))
+        return {
+            "ce": p.w_ce * F.cross_entropy(student, target),
+            "kd": p.w_kd * (self.sample_weights(teacher) * kl).mean(),
+        }
 
 
 @register_method(
@@ -61,16 +62,8 @@ class TTM(Method):
     title="WTTM (Zheng & Yang, ICLR 2024, arXiv 2402.11148)",
     note="TTM with each sample's KL weighted by the teacher power sum Σ_j p_t,j^γ.",
 )
-class WTTM(Method):
-    Params = TTMParams
-
-    def terms(
-        self, student: Tensor, teacher: Tensor | None, target: Tensor, epoch: int
-    ) -> dict[str, Tensor]:
-        p = self.params
-        kl = _transformed_kl(student, teacher, p.gamma)
-        power_sum = torch.logsumexp(p.gamma * torch.log_softmax(teacher, dim=1), dim=1).exp()
-        return {
-            "ce": p.w_ce * F.cross_entropy(student, target),
-            "kd": p.w_kd * (power_sum * kl).mean(),
-        }
+class WTTM(TTM):
+    def sample_weights(self, teacher: Tensor) -> Tensor:
+        """U_γ(p_t) = Σ_j p_t,j^γ per sample, from log-probabilities."""
+        gamma = self.params.gamma
+        return torch.logsumexp(gamma * torch.log_softmax(teacher, dim=1), dim=1).exp()

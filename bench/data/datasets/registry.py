@@ -95,11 +95,8 @@ def ensure_cifar(data, workdir: Path, download: bool = True) -> Path:
     return root
 
 
-def load_cifar(data, workdir: Path) -> CifarSplits:
-    root = ensure_cifar(data, workdir)
-    layout = CIFAR_LAYOUTS[data.dataset]
-    train = cifar.read_split(root, "train", verify=data.dataset in REAL_CIFAR, layout=layout)
-    test = cifar.read_split(root, "test", verify=False, layout=layout)
+def _splits(data, train, test, **facts) -> CifarSplits:
+    """Whole train and test arrays cut to the spec's subsets (first N per class) as tensors."""
     keep = cifar.first_per_class(train.labels, data.subset_per_class)
     test_keep = cifar.first_per_class(test.labels, data.test_subset_per_class)
     return CifarSplits(
@@ -109,9 +106,22 @@ def load_cifar(data, workdir: Path) -> CifarSplits:
         test_images=torch.from_numpy(np.ascontiguousarray(test.images[test_keep])),
         test_labels=torch.from_numpy(test.labels[test_keep]),
         num_classes=train.num_classes,
+        test_index=torch.from_numpy(test_keep.astype(np.int64)),
+        **facts,
+    )
+
+
+def load_cifar(data, workdir: Path) -> CifarSplits:
+    root = ensure_cifar(data, workdir)
+    layout = CIFAR_LAYOUTS[data.dataset]
+    train = cifar.read_split(root, "train", verify=data.dataset in REAL_CIFAR, layout=layout)
+    test = cifar.read_split(root, "test", verify=False, layout=layout)
+    return _splits(
+        data,
+        train,
+        test,
         content_hash=content_hash(root, data.dataset),
         root=root,
-        test_index=torch.from_numpy(test_keep.astype(np.int64)),
         normalization=NORMALIZATION[data.dataset],
     )
 
@@ -137,19 +147,12 @@ def load_arrays(data, workdir: Path, log=print) -> CifarSplits:
     folder = prepared.PreparedFolder(
         prepared.prepared_folder(root, data.resolution, workdir, log=log)
     )
-    train, test = folder.read("train"), folder.read("test")
-    keep = cifar.first_per_class(train.labels, data.subset_per_class)
-    test_keep = cifar.first_per_class(test.labels, data.test_subset_per_class)
-    return CifarSplits(
-        train_images=torch.from_numpy(np.ascontiguousarray(train.images[keep])),
-        train_labels=torch.from_numpy(train.labels[keep]),
-        train_index=torch.from_numpy(keep.astype(np.int64)),
-        test_images=torch.from_numpy(np.ascontiguousarray(test.images[test_keep])),
-        test_labels=torch.from_numpy(test.labels[test_keep]),
-        num_classes=train.num_classes,
+    return _splits(
+        data,
+        folder.read("train"),
+        folder.read("test"),
         content_hash=prepared.prepared_hash(root, data.resolution),
         root=folder.folder,
-        test_index=torch.from_numpy(test_keep.astype(np.int64)),
         normalization=_user_or(folder.normalization, data),
         read_whole=folder.read,
     )
