@@ -37,7 +37,7 @@ def error_of(name: str, num_classes: int | None = None, **params) -> str:
 
 
 def test_available_lists_the_shipped_methods():
-    assert methods.available() == ["cakd", "ce", "dkd", "kd", "nkd", "ttm", "wttm"]
+    assert methods.available() == ["cakd", "ce", "dkd", "kd", "nkd", "ttm", "wkd_l", "wttm"]
 
 
 def test_unknown_method_names_the_valid_ones():
@@ -225,7 +225,12 @@ def test_method_is_a_module_with_teacher_flag_and_prepare_hook():
         method = methods.create(name)
         assert isinstance(method, torch.nn.Module)
         assert method.needs.teacher == (name != "ce")
-        assert method.prepare({"anything": 1}) is None
+        context = methods.MethodContext(
+            num_classes=100, train_size=10, dataset="synthetic", device=torch.device("cpu"),
+            teacher_classifier=torch.nn.Linear(8, 100)
+            if method.needs.teacher_classifier else None,
+        )  # fmt: skip
+        assert method.prepare(context) is None
 
 
 def test_ce_ignores_the_teacher():

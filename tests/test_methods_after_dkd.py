@@ -48,7 +48,25 @@ GOLDEN = {
          [0.7949810300368204, -0.45427867415928186, -0.21631875308921136, -0.12438360278832714]],
     ),
 }  # fmt: skip
-NEW = ("ttm", "wttm", "nkd")
+# JiamingLv/WKD mdistiller/distillers/WKD.py wkd_logit_loss_with_speration(T=2, gamma=1,
+# sinkhorn 0.05 x 10) with the "fc" cost (COST_MATRIX_SHARPEN 1.0) of this classifier, its two
+# .to(torch.float32) casts removed so that it runs in float64
+WKD_CLASSIFIER = [[1.0, 0.2, -0.3], [0.4, 1.1, 0.0], [-0.2, 0.5, 0.9], [0.3, -0.7, 0.6]]
+WKD_GOLDEN = (
+    0.6769620920876733,
+    [[-0.2750476680547622, 0.007352334145101988, 0.24535077993383606, 0.0223445539758242],
+     [0.047694601756028854, -0.012143271376205732, -0.0034465293823310005, -0.03210480099749214]],
+)  # fmt: skip
+NEW = ("ttm", "wttm", "nkd", "wkd_l")
+
+
+def _wkd(**params):
+    from methods.wkd_l import class_cost
+
+    method = methods.create("wkd_l", num_classes=4, **params)
+    classifier = torch.tensor(WKD_CLASSIFIER, dtype=torch.float64)
+    method.set_cost(class_cost(classifier, method.params.sharpen))
+    return method
 
 
 def _inputs(dtype=torch.float64):
@@ -69,10 +87,46 @@ def test_golden_loss_and_gradient_of_the_authors_code(key):
                                rtol=1e-6, atol=1e-12)  # fmt: skip
 
 
+def test_wkd_l_golden_loss_and_gradient_of_the_authors_code():
+    student, teacher, target = _inputs()
+    loss = _wkd(temperature=2.0, w_ce=0.0, w_wd=1.0)(student, teacher, target, 1)["loss"]
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), torch.tensor(WKD_GOLDEN[0], dtype=torch.float64),
+                               rtol=1e-6, atol=0.0)  # fmt: skip
+    torch.testing.assert_close(student.grad, torch.tensor(WKD_GOLDEN[1], dtype=torch.float64),
+                               rtol=1e-6, atol=1e-12)  # fmt: skip
+
+
+def test_wkd_l_without_the_distance_is_ce_plus_nkds_target_term_and_decays_by_a_half_cosine():
+    student, teacher, target = _random(3)
+    wkd = methods.create("wkd_l", w_wd=0.0)
+    wkd.set_cost(torch.rand(10, 10, dtype=torch.float64))
+    nkd = methods.create("nkd", gamma=0.0)
+    without = wkd(student, teacher, target, 1)["loss"]
+    torch.testing.assert_close(without, nkd(student, teacher, target, 1)["loss"], rtol=1e-12,
+                               atol=0.0)  # fmt: skip
+    decaying = methods.create("wkd_l", w_wd=600.0, decay_start=150, decay_end=240)
+    assert decaying.weight_at(150) == 600.0 and decaying.weight_at(240) == pytest.approx(0.0)
+    assert decaying.weight_at(195) == pytest.approx(300.0)
+
+
+def test_the_sinkhorn_distance_of_a_distribution_to_itself_is_small_and_to_another_larger():
+    from methods.wkd_l import sinkhorn_distance
+
+    g = torch.Generator().manual_seed(0)
+    log_p = torch.log_softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), 1)
+    log_q = torch.log_softmax(torch.randn(4, 6, generator=g, dtype=torch.float64) * 3, 1)
+    cost = 1 - torch.eye(6, dtype=torch.float64)  # W is then the total variation distance
+    same = sinkhorn_distance(log_p, log_p, cost, 0.05, 200)
+    other = sinkhorn_distance(log_p, log_q, cost, 0.05, 200)
+    tv = 0.5 * (log_p.exp() - log_q.exp()).abs().sum(1)
+    assert (same < 1e-3).all() and torch.allclose(other, tv, atol=5e-3)
+
+
 @pytest.mark.parametrize("name", [*NEW, "kd_ls", "dkd_ls"])
 def test_gradcheck_on_a_tiny_case(name):
     method, extra = name.removesuffix("_ls"), {"standardize": True} if name.endswith("_ls") else {}
-    model = methods.create(method, num_classes=4, **extra)
+    model = _wkd() if method == "wkd_l" else methods.create(method, num_classes=4, **extra)
     teacher, target = torch.tensor(Y_T, dtype=torch.float64), torch.tensor(TARGET)
 
     def loss(student):
@@ -151,7 +205,8 @@ def test_nkd_sums_the_target_term_and_the_renormalized_non_target_cross_entropy(
     torch.testing.assert_close(out["non_target"], total / 3, rtol=1e-12, atol=0.0)
 
 
-@pytest.mark.parametrize("name,params", [("ttm", {}), ("wttm", {}), ("nkd", {}),
+@pytest.mark.parametrize("name,params", [("ttm", {}), ("wttm", {}), ("nkd", {}), ("wkd_l", {}),
+                                          ("wkd_l", {"temperature": 1.0}),
                                           ("nkd", {"temperature": 1.0}),
                                           ("kd", {"standardize": True, "temperature": 1.0}),
                                           ("dkd", {"standardize": True})])  # fmt: skip
@@ -160,7 +215,10 @@ def test_losses_stay_finite_at_extreme_logits(name, params):
     student = (torch.randn(8, 100, generator=g) * 1e4).requires_grad_()
     teacher = torch.randn(8, 100, generator=g) * 1e4
     target = torch.randint(0, 100, (8,), generator=g)
-    out = methods.create(name, num_classes=100, **params)(student, teacher, target, 30)
+    method = methods.create(name, num_classes=100, **params)
+    if name == "wkd_l":
+        method.set_cost(torch.rand(100, 100, generator=g))
+    out = method(student, teacher, target, 30)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and torch.isfinite(student.grad).all()
 
