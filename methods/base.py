@@ -57,6 +57,7 @@ class Needs:
     two_views: bool = False  # two augmented views per image (no engine serves this yet)
     learnable: bool = False  # own parameters, optimized with the student's and checkpointed
     state: bool = False  # own buffers (set in `prepare` or during training), checkpointed
+    optimizer: bool = False  # its own optimizer and step (`make_optimizer`, `step`), e.g. DOT
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,19 @@ class Method(nn.Module):
 
     def prepare(self, context: MethodContext) -> None:
         """Called once by the engine before training (and before a checkpoint is restored)."""
+
+    def make_optimizer(
+        self, parameters: list, *, lr: float, momentum: float, weight_decay: float, nesterov: bool
+    ) -> torch.optim.Optimizer:
+        """The optimizer of a method that declares `needs.optimizer` (the recipe's SGD settings
+        given); its state is checkpointed as the engine's SGD state is."""
+        raise NotImplementedError(f"method '{self.name}' declares no optimizer of its own")
+
+    def step(self, terms: dict[str, Tensor], optimizer: torch.optim.Optimizer) -> None:
+        """Backward and optimizer step after the engine zeroed the gradients; a method with its
+        own optimizer may split the loss (e.g. DOT: the distillation terms, then the task)."""
+        terms["loss"].backward()
+        optimizer.step()
 
     def forward(
         self, student_logits: Tensor, teacher_logits: Tensor | None, target: Tensor, epoch: int

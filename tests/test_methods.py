@@ -37,7 +37,9 @@ def error_of(name: str, num_classes: int | None = None, **params) -> str:
 
 
 def test_available_lists_the_shipped_methods():
-    assert methods.available() == ["cakd", "ce", "dkd", "kd", "nkd", "ttm", "wkd_l", "wttm"]
+    assert methods.available() == [
+        "cakd", "ce", "dkd", "kd", "kd_dot", "nkd", "ttm", "wkd_l", "wttm"
+    ]
 
 
 def test_unknown_method_names_the_valid_ones():

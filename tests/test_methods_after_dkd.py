@@ -57,7 +57,7 @@ WKD_GOLDEN = (
     [[-0.2750476680547622, 0.007352334145101988, 0.24535077993383606, 0.0223445539758242],
      [0.047694601756028854, -0.012143271376205732, -0.0034465293823310005, -0.03210480099749214]],
 )  # fmt: skip
-NEW = ("ttm", "wttm", "nkd", "wkd_l")
+NEW = ("ttm", "wttm", "nkd", "wkd_l", "kd_dot")
 
 
 def _wkd(**params):
@@ -244,3 +244,74 @@ def test_each_method_trains_in_the_smoke_matrix(name, tmp_path):
     assert main(args) == 0
     runs = JsonLinesTracker(tmp_path).search()
     assert [r.status for r in runs if r.tags["role"] == "student"] == [FINISHED]
+
+
+# mdistiller engine/dot.py DistillationOrientedTrainer, 3 steps of KD (T 4, 0.1 CE + 0.9 KD) on a
+# Linear(3, 4) from these values, lr 0.05, momentum 0.9 ± 0.075, weight decay 5e-4, in float64,
+# with its trainer's call order (trainer.py DOT.train_iter)
+DOT_START = ([[0.2, -0.1, 0.4], [0.0, 0.3, -0.2], [-0.5, 0.1, 0.1], [0.3, 0.3, 0.0]],
+             [0.1, -0.1, 0.0, 0.05])  # fmt: skip
+DOT_X = [[1.0, 2.0, -1.0], [0.5, -0.3, 0.8]]
+DOT_GOLDEN = (
+    [[0.2546802770662052, 0.09066802746387867, 0.2639989233304499],
+     [-0.007883479235814977, 0.25446983840289755, -0.16236664391058914],
+     [-0.5262482163071709, 0.05799509997233882, 0.11566339981735436],
+     [0.2794514184767807, 0.1967870765296256, 0.08266434194715509]],
+    [0.1234471256565104, -0.09643814361399888, -0.030406432888600916, 0.05339078771015114],
+)  # fmt: skip
+
+
+def _dot_run(name: str, steps: int = 3, **params):
+    from bench.engine.train import build_optimizer
+    from bench.spec import Recipe
+
+    model = torch.nn.Linear(3, 4).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor(DOT_START[0]))
+        model.bias.copy_(torch.tensor(DOT_START[1]))
+    method = methods.create(name, num_classes=4, **params)
+    recipe = Recipe(lr=0.05, momentum=0.9, weight_decay=5e-4)
+    optimizer = build_optimizer(model, recipe, torch.device("cpu"), method)
+    x, teacher = torch.tensor(DOT_X, dtype=torch.float64), torch.tensor(Y_T, dtype=torch.float64)
+    for _ in range(steps):
+        terms = method(model(x), teacher, torch.tensor(TARGET), 1)
+        optimizer.zero_grad(set_to_none=True)
+        method.step(terms, optimizer)
+    return model, optimizer
+
+
+def test_kd_dot_follows_mdistillers_distillation_oriented_trainer():
+    model, optimizer = _dot_run("kd_dot")
+    torch.testing.assert_close(model.weight.detach(), torch.tensor(DOT_GOLDEN[0],
+                               dtype=torch.float64), rtol=1e-6, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(model.bias.detach(), torch.tensor(DOT_GOLDEN[1],
+                               dtype=torch.float64), rtol=1e-6, atol=1e-12)  # fmt: skip
+    # both momenta are optimizer state, so a checkpoint resumes them
+    state = optimizer.state_dict()["state"]
+    assert all({"task", "kd"} <= set(s) for s in state.values())
+
+
+def test_kd_dot_with_no_momentum_gap_is_sgd_on_kds_loss():
+    dot, _ = _dot_run("kd_dot", steps=5, delta=0.0)
+    sgd, _ = _dot_run("kd", steps=5)
+    torch.testing.assert_close(dot.weight, sgd.weight, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(dot.bias, sgd.bias, rtol=1e-12, atol=1e-15)
+    apart, _ = _dot_run("kd_dot", steps=5)
+    assert not torch.allclose(apart.weight, sgd.weight)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_each_method_resumes_bitwise(name, tmp_path, monkeypatch):
+    from bench.__main__ import main
+    from tests.runner_helpers import runs_by_label, same_weights, weights_of, write_tiny
+
+    matrix = str(write_tiny(tmp_path, methods=f"[{name}]"))
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert main(["run", "--matrix", matrix, "--workdir", str(reference)]) == 0
+    monkeypatch.setenv("KDBENCH_FAULT", "enospc:3")  # stops with epoch 2's checkpoint kept
+    assert main(["run", "--matrix", matrix, "--workdir", str(killed)]) == 1
+    monkeypatch.delenv("KDBENCH_FAULT")
+    assert main(["run", "--matrix", matrix, "--workdir", str(killed)]) == 0
+    key = ("student", name, "0")
+    ours = weights_of(killed, runs_by_label(killed)[key])
+    assert same_weights(ours, weights_of(reference, runs_by_label(reference)[key]))

@@ -42,13 +42,22 @@ class TeacherForward:
 
 def build_optimizer(
     model: nn.Module, recipe: Recipe, device: torch.device, method: nn.Module | None = None
-) -> torch.optim.SGD:
-    """SGD over the student's parameters and those a method learns (student ∪ method)."""
+) -> torch.optim.Optimizer:
+    """SGD over the student's parameters and those a method learns (student ∪ method), or the
+    method's own optimizer where it declares one."""
     # fused on CUDA (one kernel for all parameters); CPU keeps the reference implementation
     options = {"fused": True} if device.type == "cuda" else {}
     parameters = list(model.parameters())
     if method is not None:
         parameters += list(method.parameters())
+    if method is not None and method.needs.optimizer:
+        return method.make_optimizer(
+            parameters,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov,
+        )
     return torch.optim.SGD(
         parameters,
         lr=recipe.lr,
@@ -138,8 +147,7 @@ def train_step(
         teacher_logits = teacher(images, indices, epoch) if teacher is not None else None
     terms = method(logits, teacher_logits, labels, epoch)
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
+    method.step(terms, optimizer)
     return terms, logits
 
 
