@@ -315,3 +315,59 @@ def test_each_method_resumes_bitwise(name, tmp_path, monkeypatch):
     key = ("student", name, "0")
     ours = weights_of(killed, runs_by_label(killed)[key])
     assert same_weights(ours, weights_of(reference, runs_by_label(reference)[key]))
+
+
+def test_cifar100_methods_lists_its_cells_and_shares_cifar100_fulls():
+    from bench.spec import load_matrix as load
+
+    methods_matrix = load("cifar100_methods", data_hash="h")
+    full = load("cifar100_full", data_hash="h")
+    labels = ["ce", "kd", "dkd", "cakd", "kd+ls", "dkd+ls", "ttm", "wttm", "nkd", "wkd_l", "kd+dot"]
+    assert list(methods_matrix.method_labels) == labels
+    assert len(methods_matrix.runs) == 11 * 10 * 5 + 9 * 5
+    shared = {r.cell_key for r in full.runs}
+    ours = {
+        r.cell_key for r in methods_matrix.runs if r.method.label in ("ce", "kd", "dkd", "cakd")
+    }
+    assert ours == shared  # trained once, reported by both
+    dkd_ls = [r for r in methods_matrix.runs if r.method.label == "dkd+ls" and r.seed == 0]
+    assert {(r.teacher.arch, r.student, r.method.params["beta"]) for r in dkd_ls} == {
+        (r.teacher.arch, r.student, r.method.params["beta"])
+        for r in full.runs if r.method.name == "dkd" and r.seed == 0
+    }  # fmt: skip
+    assert all(r.method.params["standardize"] is True for r in dkd_ls)
+
+
+def test_a_report_of_cifar100_methods_renders_every_method_and_the_published_numbers(tmp_path):
+    import copy
+
+    import yaml as pyyaml
+
+    from bench.report import write_report
+    from bench.spec import build_matrix
+    from bench.spec.matrix import read_matrix_yaml
+    from bench.store.trackers import JsonLinesTracker
+    from tests.test_report_units import log_finished
+
+    raw = copy.deepcopy(read_matrix_yaml("cifar100_methods")[0])
+    raw["pairs"] = [p for p in raw["pairs"] if (p["teacher"], p["student"]) ==
+                    ("resnet32x4", "resnet8x4")]  # fmt: skip
+    matrix = build_matrix(raw, "t", data_hash="abc")
+    tracker = JsonLinesTracker(tmp_path)
+    log_finished(tracker, matrix, lambda run: {
+        "last_top1": 74.0 + run.seed * 0.2, "best_top1": 74.9 + run.seed * 0.2,
+        "teacher_top1": 79.40})  # fmt: skip
+    (tmp_path / "m.yaml").write_text(pyyaml.safe_dump(raw))
+    write_report(matrix, tracker, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    leaderboard = text[text.index("## Leaderboard"):].split("\n## ")[0]
+    for label in matrix.method_labels:
+        assert f" {label} " in leaderboard.splitlines()[4], label
+    published = text[text.index("## Published numbers"):].split("\n## ")[0]
+    rows = {line.split("|")[3].strip(): line for line in published.splitlines()
+            if line.startswith("| resnet32x4 ")}  # fmt: skip
+    assert "75.12" in rows["kd+dot"] and f"{75.3 - 75.12:+.2f} (ours best" in rows["kd+dot"]
+    assert "76.17" in rows["ttm"] and "not comparable: ttm's published parameters are not" in (
+        rows["ttm"])
+    assert "76.62" in rows["kd+ls"]  # the LS paper's KD+LS, looked up by its label
+    assert "not published" in rows["nkd"]

@@ -83,8 +83,11 @@ class _NanInjection(nn.Module):
     def forward(self, student_logits, teacher_logits, target, epoch):
         terms = self.method(student_logits, teacher_logits, target, epoch)
         if epoch >= self.from_epoch:
-            terms["loss"] = terms["loss"] * float("nan")
+            terms = {name: value * float("nan") for name, value in terms.items()}
         return terms
+
+    def step(self, terms, optimizer) -> None:
+        self.method.step(terms, optimizer)
 
 
 def _final_metrics(history: dict[str, float], best: dict[str, float]) -> dict[str, float]:

@@ -27,6 +27,22 @@ def _one_step(
     method(student, teacher, target, 1)["loss"].backward()
 
 
+def _prepared(name: str, classes: int, device: torch.device) -> methods.Method:
+    """A method ready to time: what it needs from a teacher (its classifier) is a random one."""
+    method = methods.create(name, num_classes=classes).to(device)
+    if method.needs.teacher_classifier:
+        generator = torch.Generator().manual_seed(classes)
+        classifier = torch.nn.Linear(64, classes).to(device)
+        with torch.no_grad():
+            classifier.weight.copy_(torch.randn(classes, 64, generator=generator))
+        context = methods.MethodContext(
+            num_classes=classes, train_size=0, dataset="generated", device=device,
+            teacher_classifier=classifier,
+        )  # fmt: skip
+        method.prepare(context)
+    return method
+
+
 def measure_losses(
     shapes: Sequence[tuple[int, int]] = ((64, 100), (512, 1000)),
     repeats: int = 50,
@@ -45,7 +61,7 @@ def measure_losses(
         student = (torch.randn(batch, classes, generator=gen) * 3).to(dev).requires_grad_()
         teacher = (torch.randn(batch, classes, generator=gen) * 3).to(dev)
         target = torch.randint(0, classes, (batch,), generator=gen).to(dev)
-        losses = {name: methods.create(name, num_classes=classes).to(dev) for name in names}
+        losses = {name: _prepared(name, classes, dev) for name in names}
         for method in losses.values():
             for _ in range(WARMUP_ITERATIONS):
                 _one_step(method, student, teacher, target)

@@ -18,7 +18,12 @@ from bench.references.files import reference_files
 from bench.spec import DataSpec
 
 # kdbench dataset name -> the dataset column of published.csv
-PUBLISHED_DATASETS = {"cifar100": "cifar100", "imagenet": "imagenet"}
+PUBLISHED_DATASETS = {
+    "cifar100": "cifar100",
+    "cifar10": "cifar10",
+    "imagenet": "imagenet",
+    "tinyimagenet": "tinyimagenet",
+}
 EPOCH_METRICS = ("last", "best")
 
 

@@ -79,7 +79,10 @@ def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
     last = results.summary(pair, label, "last")
     best = results.summary(pair, label, "best")
     ours_cols = [fmt_summary(last), fmt_summary(best)]
-    pub = published.find(matrix.data.dataset, teacher, student, name)
+    # by the label first (the LS paper's kd+ls is kd with standardize on), then by the method
+    pub = published.find(matrix.data.dataset, teacher, student, label) or published.find(
+        matrix.data.dataset, teacher, student, name
+    )
     if pub is None:
         return [*pair, label, *ours_cols, "not published", "—", "—", "", ""]
     setup = setups.get(pub.setup)
@@ -129,14 +132,14 @@ def published_section(matrix: Matrix, results: Results, published: PublishedTabl
     for pair in matrix.pairs:
         rows.append(_teacher_row(matrix, results, published, setups, pair))
         for label in matrix.method_labels:
-            if label == results.method_name(label):  # variants have no published counterpart
-                rows.append(_method_row(matrix, results, published, setups, pair, label))
+            rows.append(_method_row(matrix, results, published, setups, pair, label))
     blocks.append(Table(HEADERS, rows, name="published", caption=f"{matrix.name}: published"))
     return blocks + _context_blocks(matrix, results, published)
 
 
 def _context_blocks(matrix: Matrix, results: Results, published: PublishedTable) -> list[Block]:
     ours = {results.method_name(label) for label in matrix.method_labels} | {"teacher"}
+    ours |= set(matrix.method_labels)
     context = []
     for teacher, student in matrix.pairs:
         others = [
