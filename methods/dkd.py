@@ -36,7 +36,11 @@ class DKDParams:
             require(getattr(self, key) >= 0, f"dkd: {key}={getattr(self, key)} must be >= 0")
 
 
-@register_method("dkd", title="DKD (Zhao et al. 2022, arXiv 2203.08679)")
+@register_method(
+    "dkd",
+    title="DKD (Zhao et al. 2022, arXiv 2203.08679)",
+    note="L = w_ce·CE + warm-up·T²·(α·TCKD + β·NCKD): target and non-target KL decoupled.",
+)
 class DKD(Method):
     Params = DKDParams
 

@@ -28,7 +28,11 @@ class KDParams:
         require(self.w_kd >= 0, f"kd: w_kd={self.w_kd} must be >= 0")
 
 
-@register_method("kd", title="KD (Hinton et al. 2015, arXiv 1503.02531)")
+@register_method(
+    "kd",
+    title="KD (Hinton et al. 2015, arXiv 1503.02531)",
+    note="L = w_ce·CE + w_kd·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)).",
+)
 class KD(Method):
     Params = KDParams
 

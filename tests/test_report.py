@@ -380,3 +380,15 @@ def test_bulk_history_read_equals_the_per_run_calls(store):
     bulk = fetch_histories(store.tracker, ids, "test/top1")
     assert bulk == {rid: store.tracker.history(rid, "test/top1") for rid in ids}
     assert sum(len(h) for h in bulk.values()) == (25 + 1) * 3 + 1  # finished + subset; failed
+
+
+def test_methods_are_ranked_by_their_mean_rank_over_the_pairs(store):
+    """A: dkd > cakd > kd > ce; B: dkd > kd > cakd > ce; C has ce alone (its teacher failed), so
+    it ranks nothing. Mean ranks: dkd 1, kd 2.5, cakd 2.5, ce 4."""
+    text = (store.out / "README.md").read_text()
+    heading = "Methods by mean rank over the pairs (last-epoch)"
+    section = text[text.index(heading):].split("\n#")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and "---" not in line][1:]  # fmt: skip
+    assert rows == [["dkd", "1.00", "2"], ["kd", "2.50", "2"], ["cakd", "2.50", "2"],
+                    ["ce", "4.00", "2"]]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import scipy.stats
+
 from bench.report.collect import CellResult, Results, other_metric
 from bench.report.render import Block, Heading, Para, Table, bold
 from bench.report.sections import ReportContext, report_section
@@ -28,6 +30,42 @@ def leaderboard(matrix: Matrix, results: list[CellResult] | Results, metric: str
     return rows
 
 
+def mean_ranks(matrix: Matrix, results: Results, metric: str) -> list[tuple[str, float, int]]:
+    """(label, mean rank, pairs ranked), best first: within each pair the methods with a finished
+    run are ranked by mean top-1 (1 = best, ties share the mean of their ranks), and a method's
+    ranks are averaged over the pairs where it has one."""
+    ranks: dict[str, list[float]] = {label: [] for label in matrix.method_labels}
+    for pair in matrix.pairs:
+        means = {
+            label: summarize(list(values.values())).mean
+            for label, values in results.row_values(pair, metric).items()
+            if values
+        }
+        if len(means) < 2:
+            continue
+        order = scipy.stats.rankdata([-m for m in means.values()], method="average")
+        for label, rank in zip(means, order, strict=True):
+            ranks[label].append(float(rank))
+    ranked = [(label, sum(r) / len(r), len(r)) for label, r in ranks.items() if r]
+    return sorted(ranked, key=lambda item: item[1])
+
+
+def _rank_table(matrix: Matrix, results: Results, metric: str) -> list[Block]:
+    ranked = mean_ranks(matrix, results, metric)
+    if len(matrix.pairs) < 2 or len(ranked) < 2:
+        return []
+    rows = [[label, f"{rank:.2f}", str(n)] for label, rank, n in ranked]
+    return [
+        Heading(f"Methods by mean rank over the pairs ({metric}-epoch)", 3),
+        Para(
+            "Within each pair the methods with finished runs are ranked by mean top-1 (1 = best; "
+            "ties share their mean rank); a method's ranks are averaged over the pairs where it "
+            "ran. A rank ignores the size of the differences: read it with the intervals above."
+        ),
+        Table(["method", "mean rank", "pairs"], rows, name=f"mean_rank_{metric}"),
+    ]
+
+
 def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
     headers = ["teacher (top-1)", "student"] + list(matrix.method_labels)
     other = other_metric(metric)
@@ -43,6 +81,7 @@ def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[B
         Para(note.format(m=metric)),
         Table(headers, leaderboard(matrix, results, metric), name=f"leaderboard_{metric}",
               caption=f"{matrix.name}: {metric}-epoch test top-1 (%), mean ± std (n)"),
+        *_rank_table(matrix, results, metric),
         Heading(f"{other.capitalize()}-epoch test top-1 (%)", 3),
         Table(headers, leaderboard(matrix, results, other), name=f"leaderboard_{other}",
               caption=f"{matrix.name}: {other}-epoch test top-1 (%), mean ± std (n)"),
