@@ -109,6 +109,11 @@ class KDDOT(KD):
         require(not nesterov, "kd_dot: DOT has no Nesterov variant; set recipe.nesterov false")
         delta = self.params.delta
         require(delta <= momentum, f"kd_dot: delta={delta} exceeds the momentum {momentum}")
+        require(
+            momentum + delta < 1,
+            f"kd_dot: momentum {momentum} + delta {delta} must stay below 1 (the distillation "
+            "momentum would make its buffer grow without bound)",
+        )
         return DistillationOrientedTrainer(
             parameters, lr=lr, momentum_task=momentum - delta, momentum_kd=momentum + delta,
             weight_decay=weight_decay,

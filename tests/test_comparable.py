@@ -209,3 +209,11 @@ def test_a_bf16_report_is_not_comparable_and_says_why(tmp_path):
     section = _report(tmp_path, lambda run: 76.0 + run.seed * 0.1, precision="bf16")
     assert _row(section, "dkd")[7] == "not comparable: precision bf16 ≠ fp32"
     assert _row(section, "kd")[7] == "not comparable: precision bf16 ≠ fp32"
+
+
+def test_a_parameter_the_setup_leaves_at_its_default_and_hand_set_data_statistics():
+    ls = cell(method="kd", overrides=["method_params.kd.standardize=true"])
+    assert reasons(ls) == ["kd.standardize true ≠ the published default false"]
+    assert reasons(cell(overrides=["data.mean=[0.5, 0.5, 0.5]", "data.std=[0.2, 0.2, 0.2]"])) == [
+        "normalization mean/std set by hand ≠ the dataset's"
+    ]

@@ -182,3 +182,18 @@ def test_the_cifar_zoo_takes_32_to_64_px_and_the_guard_says_so():
     with pytest.raises(SpecError, match="up to 64 px .prepared once. or at 224 px in this "
                        "version, not 96"):  # fmt: skip
         build_matrix(raw, "t", data_hash="h")
+
+
+def test_a_folder_whose_splits_hold_other_classes_is_refused_in_one_line(tmp_path):
+    from bench.errors import DataError
+
+    root = write_folder(tmp_path / "folder", classes=3, train=2, val=1)
+    (root / "val" / "class_01").rename(root / "val" / "class_09")
+    with pytest.raises(DataError, match="train/ and val/ hold different class folders"):
+        load_arrays(spec(root), tmp_path / "work")
+
+
+def test_tiny_imagenet_at_224_px_is_served_per_step_and_its_backends_are_other_cells():
+    tiny = DataSpec(dataset="tinyimagenet", resolution=224)
+    assert tiny.backend == "torch" and tiny.pixel_pipeline != "exact"
+    assert DataSpec(dataset="tinyimagenet").backend == "memory"  # 64 px: prepared arrays

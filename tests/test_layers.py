@@ -24,7 +24,7 @@ ALLOWED = {
              "model_zoo"},
     "engine": {"data", "store", "references", "spec", "base", "methods", "model_zoo"},
     "report": {"store", "references", "spec", "base"},
-    "references": {"spec", "base"},
+    "references": {"spec", "base", "methods"},
     "data": {"spec", "base"},
     "store": {"spec", "base"},
     "spec": {"base", "methods", "model_zoo"},

@@ -371,3 +371,12 @@ def test_a_report_of_cifar100_methods_renders_every_method_and_the_published_num
         rows["ttm"])
     assert "76.62" in rows["kd+ls"]  # the LS paper's KD+LS, looked up by its label
     assert "not published" in rows["nkd"]
+
+
+def test_dot_refuses_a_distillation_momentum_of_one_or_more():
+    from bench.engine.train import build_optimizer
+    from bench.spec import Recipe
+
+    method = methods.create("kd_dot", num_classes=4)
+    with pytest.raises(methods.MethodError, match="must stay below 1"):
+        build_optimizer(torch.nn.Linear(3, 4), Recipe(momentum=0.95), torch.device("cpu"), method)

@@ -44,8 +44,12 @@ def references(folder: Path, url: str, teacher_top1: float) -> Path:
     (folder / "teachers.yaml").write_text(yaml.safe_dump({"synthetic": release}))
     (folder / "published.csv").write_text(
         "dataset,teacher,student,method,top1,top5,metric,runs,std,setup,params,source\n"
-        f"synthetic,resnet20,resnet8,teacher,{teacher_top1},,last,1,,crd_cifar100,,a test\n"
+        f"synthetic,resnet20,resnet8,teacher,{teacher_top1},,last,1,,synthetic_release,,a test\n"
     )
+    recipe = {"epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
+              "weight_decay": 5.0e-4, "nesterov": False, "milestones": [1], "lr_decay": 0.1}
+    setup = {"source": "a test", "dataset": "synthetic", "recipe": recipe}
+    (folder / "setups.yaml").write_text(yaml.safe_dump({"synthetic_release": setup}))
     return folder
 
 

@@ -238,7 +238,7 @@ def test_every_dataset_backend_pair_is_served_or_refused_in_one_line_at_spec_tim
     raw = _with(("data",), {"dataset": dataset, "backend": backend})
     teacher, student = PAIR_AT[DATASETS[dataset].resolution]
     raw["pairs"] = [{"teacher": teacher, "student": student}]
-    served = BACKEND_ALIASES.get(backend, backend) in DATASETS[dataset].backends
+    served = BACKEND_ALIASES.get(backend, backend) in DataSpec(dataset=dataset).backends
     if served:
         assert build_matrix(raw, "test.yaml", data_hash=HASH).data.backend in BACKENDS
         return

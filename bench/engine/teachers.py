@@ -16,7 +16,15 @@ from bench.engine.train import evaluate
 from bench.errors import BenchError
 from bench.files import atomic_write, atomic_write_text, quarantine
 from bench.locks import file_lock
-from bench.references import published_teacher_top1, teacher_release
+from bench.references import (
+    Ours,
+    PublishedTable,
+    load_published,
+    load_setups,
+    published_teacher_top1,
+    teacher_differences,
+    teacher_release,
+)
 from bench.spec import RunSpec, TeacherSpec, teacher_run
 from bench.spec.keys import short_hash
 from bench.store.trackers import FINISHED, KILLED
@@ -49,6 +57,7 @@ def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
     key = (
         f"{sha}:{run.data_hash}:{run.data.test_subset_per_class}:normalize"
         + ("" if run.data.pixel_pipeline == "exact" else f":{run.data.pixel_pipeline}")
+        + ("" if run.data.mean is None else f":{run.data.mean}:{run.data.std}")
     )
     score = _read_scores(scores_file).get(key)
     if not isinstance(score, (int, float)):
@@ -95,6 +104,14 @@ def _check_published_accuracy(teacher: TeacherSpec, run: RunSpec, top1: float, s
         return
     published = published_teacher_top1(run.data.dataset, teacher.arch)
     release = teacher_release(run.data.dataset)
+    setups = load_setups()
+    row = PublishedTable(load_published()).teacher_top1(run.data.dataset, teacher.arch)
+    if row is not None and row.setup in setups:
+        differs = teacher_differences(run, setups[row.setup], Ours(finished_runs=0))
+        if differs:  # another pixel pipeline or normalization: the paper's number is not ours
+            why = "; ".join(differs)
+            log(f"teacher {teacher.arch}: re-score not checked against its paper ({why})")
+            return
     if published is None or release is None:
         log(f"warning: teacher {teacher.arch}: no published accuracy to check its re-score against")
         return

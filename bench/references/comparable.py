@@ -11,9 +11,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import methods
 from bench.references.published import EPOCH_METRICS, Published, subset_parts
 from bench.references.setups import PublishedSetup
 from bench.spec import RunSpec
+from bench.spec.schema import DATASETS
 
 MIN_RUNS = 2  # a mean with no spread cannot be compared with anything
 
@@ -54,13 +56,18 @@ def _teacher_scores(ours: Ours) -> str:
     return f"({scored}, published {ours.published_teacher_top1:.2f})"
 
 
-def _data(run: RunSpec, setup: PublishedSetup) -> list[str]:
+def _data(run: RunSpec, setup: PublishedSetup, *, augmentation: bool = True) -> list[str]:
     reasons = []
     if run.data.dataset != setup.dataset:
         reasons.append(f"dataset {run.data.dataset} ≠ {setup.dataset}")
     if run.data.is_subset:
         reasons.append(f"data subset ({', '.join(subset_parts(run.data))})")
-    if run.data.augment != setup.augment:
+    published_resolution = DATASETS[setup.dataset].resolution if setup.dataset in DATASETS else None
+    if published_resolution is not None and run.data.resolution != published_resolution:
+        reasons.append(f"resolution {run.data.resolution} px ≠ {published_resolution} px")
+    if run.data.mean is not None:
+        reasons.append("normalization mean/std set by hand ≠ the dataset's")
+    if augmentation and run.data.augment != setup.augment:
         reasons.append(f"augmentation {'on' if run.data.augment else 'off'} ≠ "
                        f"{'on' if setup.augment else 'off'}")
     if run.data.pixel_pipeline != setup.pixels:
@@ -84,12 +91,21 @@ def _method(run: RunSpec, row: Published, setup: PublishedSetup) -> list[str]:
     name = run.method.name
     if name not in setup.methods:
         return [f"{name}'s published parameters are not recorded (setup {setup.name})"]
+    defaults = methods.all_params(name)
     theirs = dict(setup.methods[name] or {}) | row.params
-    return [
-        f"{name}.{key} {_text(run.method.params.get(key, '—'))} ≠ {_text(value)}"
+    ours = defaults | run.method.params  # an added option left out of the key is its default
+    reasons = [
+        f"{name}.{key} {_text(ours.get(key, '—'))} ≠ {_text(value)}"
         for key, value in theirs.items()
-        if not _same(run.method.params.get(key), value)
+        if not _same(ours.get(key), value)
     ]
+    # a parameter the setup does not name was the method's default there
+    reasons += [
+        f"{name}.{key} {_text(value)} ≠ the published default {_text(defaults[key])}"
+        for key, value in ours.items()
+        if key not in theirs and key in defaults and not _same(value, defaults[key])
+    ]
+    return reasons
 
 
 def _execution(run: RunSpec, setup: PublishedSetup) -> list[str]:
@@ -148,7 +164,7 @@ def differences(run: RunSpec, row: Published, setup: PublishedSetup, ours: Ours)
 
 def teacher_differences(run: RunSpec, setup: PublishedSetup, ours: Ours) -> list[str]:
     """Why our teacher's re-score is not the published teacher's accuracy ('' reasons: it is)."""
-    reasons = [r for r in _data(run, setup)]
+    reasons = _data(run, setup, augmentation=False)  # a re-score reads the test split only
     if run.teacher is not None and run.teacher.source != "published":
         what = "self-trained" if run.teacher.source == "trained" else "from a local file"
         reasons.append(f"teacher {what}: another file than the released one")

@@ -97,7 +97,8 @@ DATASETS = {
     "imagefolder": DatasetFacts(224, None, ("torch", "ffcv"), False, "torch"),
     # Tiny-ImageNet (Le & Yang 2015): 200 classes of 64 px, an image folder once
     # `bench data prepare tinyimagenet` has turned val/val_annotations.txt into class folders
-    "tinyimagenet": DatasetFacts(64, None, BACKENDS),  # 200 classes, counted from the folders
+    # 200 classes, counted from the folders; at 64 px (prepared) every backend serves it exactly
+    "tinyimagenet": DatasetFacts(64, None, ("torch", "ffcv"), False, "torch"),
 }
 FOLDER_DATASETS = ("imagenet", "imagefolder", "tinyimagenet")
 CROP_FLIP_MAX_RESOLUTION = 64  # the CIFAR family (pad 4, crop, flip) serves small images

@@ -51,10 +51,18 @@ def _pixels(path: str, resolution: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _statistics(images: np.ndarray) -> Normalization:
-    pixels = images.reshape(len(images), 3, -1).astype(np.float64) / 255.0
-    mean = pixels.mean(axis=(0, 2))
-    std = np.sqrt((pixels**2).mean(axis=(0, 2)) - mean**2)
+def _statistics(images: np.ndarray, chunk: int = 4096) -> Normalization:
+    """Per-channel mean and std on [0, 1], accumulated in float64 a chunk at a time (a whole
+    Tiny-ImageNet train split in float64 would take ~10 GB)."""
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    for start in range(0, len(images), chunk):
+        pixels = images[start : start + chunk].astype(np.float64) / 255.0
+        total += pixels.sum(axis=(0, 2, 3))
+        squares += (pixels**2).sum(axis=(0, 2, 3))
+    count = len(images) * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
 
@@ -68,10 +76,17 @@ def prepared_folder(root: Path, resolution: int, workdir: Path, log=print) -> Pa
     with file_lock(target / ".lock"):
         if (target / "meta.json").is_file():
             return target
-        classes = None
         stats = None
+        listed = {split: read_folder(root, split) for split in SPLITS}
+        classes = listed["train"][1]
+        if listed["test"][1] != classes:
+            only = sorted(set(listed["test"][1]) ^ set(classes))
+            raise DataError(
+                f"image folder {root}: train/ and val/ hold different class folders (e.g. "
+                f"{only[0] if only else 'their order'}); expected the same classes in both"
+            )
         for split in SPLITS:
-            samples, classes = read_folder(root, split)
+            samples = listed[split][0]
             log(f"preparing {root} {split}: {len(samples)} images at {resolution} px")
             images = np.empty((len(samples), 3, resolution, resolution), dtype=np.uint8)
             for i, (path, _) in enumerate(samples):

@@ -60,7 +60,7 @@ def _teacher_row(matrix, results, published, setups, pair) -> list[str]:
         return [*pair, "teacher", ours_text, "", "—", "—", "not published", "", ""]
     setup = setups.get(pub.setup)
     run = next((r for r in matrix.runs if r.teacher and r.teacher.arch == teacher), None)
-    reasons = []
+    reasons = [] if setup is not None else [f"setup '{pub.setup}' is not recorded"]
     if run is not None and setup is not None:
         reasons = teacher_differences(run, setup, Ours(finished_runs=0))
     if reasons:
