@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from methods.base import Needs, require
+from methods.base import Needs, added_option, require
 from methods.kd import KD
 from methods.registry import register_method
 
@@ -28,15 +28,12 @@ class KDDOTParams:
     w_ce: float = 0.1
     w_kd: float = 0.9
     delta: float = 0.075
+    standardize: bool = added_option(False)  # LS, as on kd (methods.standardize)
 
     def validate(self, num_classes: int | None) -> None:
         require(self.temperature > 0, f"kd_dot: temperature={self.temperature} must be > 0")
         require(self.w_ce >= 0 and self.w_kd >= 0, "kd_dot: w_ce and w_kd must be >= 0")
         require(self.delta >= 0, f"kd_dot: delta={self.delta} must be >= 0")
-
-    @property
-    def standardize(self) -> bool:  # KD's terms read it
-        return False
 
 
 class DistillationOrientedTrainer(torch.optim.Optimizer):

@@ -129,10 +129,7 @@ class PublishedTable:
 
     def __init__(self, rows: list[Published]):
         self.rows = rows
-        self._index = {
-            (r.dataset, model_key(r.teacher), model_key(r.student), r.method.casefold()): r
-            for r in rows
-        }
+        self._index = {self._key(r): r for r in rows}
 
     def find(self, dataset: str, teacher: str, student: str, method: str) -> Published | None:
         key = (
