@@ -3,18 +3,9 @@ Usage: `model = model_zoo.create("resnet32x4", num_classes=100)`, then
 `sha256 = model_zoo.load_checkpoint(model, "resnet32x4_vanilla/ckpt_epoch_240.pth")`.
 """
 
-from model_zoo import (  # noqa: F401  (importing a family registers its models)
-    cifar_resnet,
-    imagenet_mobilenetv1,
-    mobilenetv2,
-    resnet_imagenet_style,
-    shufflenetv1,
-    shufflenetv2,
-    timm_models,
-    torchvision_resnet,
-    vgg,
-    wrn,
-)
+import importlib
+import pkgutil
+
 from model_zoo.checkpoint import CheckpointError, load_checkpoint, sha256_file
 from model_zoo.describe import describe
 from model_zoo.pretrained import load_pretrained
@@ -26,6 +17,10 @@ from model_zoo.registry import (
     register_model,
     resolution_range,
 )
+
+# Importing a module registers its models: a new model family is one new file here.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "CheckpointError",

@@ -1,4 +1,4 @@
-"""ImageNet-style ResNets adapted to 32 px (3x3 stem, stride 1, no max-pool): ResNet18, ResNet50.
+"""ImageNet-style ResNets adapted to 32 px (3x3 stem, stride 1, no max-pool): ResNet18, 34, 50, 101.
 
 These are CIFAR models; the ImageNet ones are `torchvision:resnet18|34|50`.
 """
@@ -94,6 +94,16 @@ def resnet18_cifar(num_classes: int = 100) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
 
 
+@register_model(name="ResNet34", resolution=32)
+def resnet34_cifar(num_classes: int = 100) -> ResNet:
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes)
+
+
 @register_model(name="ResNet50", resolution=32)
 def resnet50_cifar(num_classes: int = 100) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes)
+
+
+@register_model(name="ResNet101", resolution=32)
+def resnet101_cifar(num_classes: int = 100) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes)

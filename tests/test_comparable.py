@@ -217,3 +217,34 @@ def test_a_parameter_the_setup_leaves_at_its_default_and_hand_set_data_statistic
     assert reasons(cell(overrides=["data.mean=[0.5, 0.5, 0.5]", "data.std=[0.2, 0.2, 0.2]"])) == [
         "normalization mean/std set by hand ≠ the dataset's"
     ]
+
+
+def test_cifar10_full_matches_its_paper_but_for_what_kdbench_cannot_reproduce():
+    ours = Ours(finished_runs=5, teacher_top1=None, published_teacher_top1=None)
+    for pair in [("ResNet34", "ResNet18"), ("ResNet50", "ResNet18"), ("ResNet50", "ResNet34"),
+                 ("ResNet101", "ResNet34")]:  # fmt: skip
+        for method in ("ce", "kd"):
+            row = TABLE.find("cifar10", *pair, method)
+            found = reasons(cell("cifar10_full", method, pair), ours, row)
+            assert found == [
+                "train split: 45k of the 50k train images, 5k held out for validation (kdbench "
+                "trains on 50k)",
+                "alpha and T chosen per pair on that validation split",
+                "metric: the test top-1 at the best epoch on a validation split held out of "
+                "train; kdbench trains on the whole split and reports the best and last epochs",
+            ], (pair, method)
+    # the cosine floor and the per-pair KD parameters are part of the comparison
+    kd = cell("cifar10_full", "kd", ("ResNet50", "ResNet18"), ["recipe.lr_min=0"])
+    assert "lr_min 0 ≠ 0.0001" in reasons(kd, ours)
+    method = dataclasses.replace(kd.method, params=kd.method.params | {"temperature": 2})
+    assert "kd.temperature 2 ≠ 4" in reasons(dataclasses.replace(kd, method=method), ours)
+
+
+def test_tinyimagenet_full_finds_the_published_dot_rows_and_says_why_they_differ():
+    ours = Ours(finished_runs=5, teacher_top1=None, published_teacher_top1=None)
+    for student in ("mobilenetv2_tinyimagenet", "ShuffleV2"):
+        for method in ("kd", "kd_dot"):
+            found = reasons(cell("tinyimagenet_full", method, ("ResNet18", student)), ours)
+            assert found[0] == "augmentation RandomRotation(20) + flip (kdbench: pad-crop-flip)"
+            assert found[1].startswith("teacher self-trained"), found
+            assert len(found) == 2, found

@@ -197,3 +197,59 @@ def test_tiny_imagenet_at_224_px_is_served_per_step_and_its_backends_are_other_c
     tiny = DataSpec(dataset="tinyimagenet", resolution=224)
     assert tiny.backend == "torch" and tiny.pixel_pipeline != "exact"
     assert DataSpec(dataset="tinyimagenet").backend == "memory"  # 64 px: prepared arrays
+
+
+def test_rrc_flip_on_a_small_folder_gives_the_same_batches_on_every_backend(tmp_path):
+    root = write_folder(tmp_path / "folder", classes=4, train=6, val=1)
+    work = tmp_path / "work"
+    batches = {}
+    for backend in BACKENDS:
+        loaders = make_loaders(spec(root, backend=backend, augment="rrc_flip"), batch_size=8,
+                               seed=3, device="cpu", workdir=work)  # fmt: skip
+        batches[backend] = [t.clone() for t, *_ in loaders.train.epoch(1)]
+    crop_flip = make_loaders(spec(root), batch_size=8, seed=3, device="cpu", workdir=work)
+    plain = [t for t, *_ in crop_flip.train.epoch(1)]
+    for backend in ("torch", "ffcv"):
+        assert all(torch.equal(a, b) for a, b in zip(batches["memory"], batches[backend],
+                                                     strict=True)), backend  # fmt: skip
+    assert batches["memory"][0].shape == (8, 3, 32, 32)
+    assert not any(torch.equal(a, b) for a, b in zip(batches["memory"], plain, strict=True))
+
+
+def test_rrc_boxes_follow_torchvisions_ranges_and_a_whole_box_is_the_image():
+    from bench.data.augment import RRC_RATIO, RRC_SCALE, resized_crop_flip, rrc_boxes
+
+    boxes = rrc_boxes(5, 2, torch.arange(20000), 64, 48)
+    x0, y0, x1, y1 = boxes.unbind(1)
+    w, h = x1 - x0, y1 - y0
+    assert (x0 >= 0).all() and (y0 >= 0).all() and (x1 <= 48).all() and (y1 <= 64).all()
+    area = w * h / (64 * 48)
+    assert area.min() >= RRC_SCALE[0] * 0.8 and area.max() <= RRC_SCALE[1]
+    unclamped = (w < 48) & (h < 64)
+    ratio = (w / h)[unclamped]
+    assert ratio.min() > RRC_RATIO[0] * 0.8 and ratio.max() < RRC_RATIO[1] * 1.2
+    assert 0.45 < area.mean() < 0.6  # U(0.08, 1) has mean 0.54; clamping lowers it a little
+
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    whole = torch.tensor([[0.0, 0.0, 16.0, 16.0]] * 2)
+    out = resized_crop_flip(images, whole, torch.tensor([False, True]), 16)
+    assert torch.equal(out[0], images[0].float() / 255)
+    assert torch.equal(out[1], images[1].flip(-1).float() / 255)
+    # An enlarged crop is torchvision's bilinear resize of it, away from the box edges
+    from torchvision.transforms.v2.functional import resize
+
+    box = torch.tensor([[4.0, 2.0, 12.0, 10.0]])
+    ours = resized_crop_flip(images[:1], box, torch.tensor([False]), 16)[0]
+    theirs = resize(images[0, :, 2:10, 4:12].float() / 255, [16, 16], antialias=False)
+    assert torch.allclose(ours[:, 1:-1, 1:-1], theirs[:, 1:-1, 1:-1], atol=1e-6)
+
+
+def test_rrc_flip_between_64_and_224_px_is_refused_in_one_line():
+    from bench.errors import SpecError
+    from bench.spec import check_data
+
+    with pytest.raises(SpecError, match="served at up to 64 px .prepared once. or at 224 px in "
+                       "this version, not 128"):  # fmt: skip
+        check_data(DataSpec(dataset="imagefolder", resolution=128, augment="rrc_flip"))
+    check_data(DataSpec(dataset="imagefolder", resolution=48, augment="rrc_flip"))
+    check_data(DataSpec(dataset="cifar10", augment="rrc_flip"))

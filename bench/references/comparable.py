@@ -15,7 +15,7 @@ import methods
 from bench.references.published import EPOCH_METRICS, Published, subset_parts
 from bench.references.setups import PublishedSetup
 from bench.spec import RunSpec
-from bench.spec.schema import DATASETS
+from bench.spec.schema import COSINE_ONLY, DATASETS, STEP_ONLY
 
 MIN_RUNS = 2  # a mean with no spread cannot be compared with anything
 
@@ -80,10 +80,13 @@ def _data(run: RunSpec, setup: PublishedSetup, *, augmentation: bool = True) -> 
 def _recipe(run: RunSpec, setup: PublishedSetup) -> list[str]:
     theirs = setup.recipe_for(run.student)
     ours = dataclasses.asdict(run.recipe)
+    unused = ()
+    if ours["schedule"] == theirs["schedule"]:
+        unused = STEP_ONLY if ours["schedule"] == "cosine" else COSINE_ONLY
     return [
         f"{key} {_text(ours[key])} ≠ {_text(theirs[key])}"
         for key in ours
-        if key in theirs and not _same(ours[key], theirs[key])
+        if key in theirs and key not in unused and not _same(ours[key], theirs[key])
     ]
 
 
@@ -145,6 +148,9 @@ def _metric(row: Published) -> list[str]:
         return []
     if row.metric == "unknown":
         return ["metric unknown: the source does not say which epoch it reports"]
+    if row.metric == "best_val":
+        return ["metric: the test top-1 at the best epoch on a validation split held out of "
+                "train; kdbench trains on the whole split and reports the best and last epochs"]
     return [f"metric '{row.metric}' is not an epoch of a training run"]
 
 

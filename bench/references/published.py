@@ -1,6 +1,7 @@
 """Published numbers (published.csv): one row per (dataset, teacher, student, method).
 
-Columns: top1/top5; `metric` (best, last, pretrained or unknown: which epoch the number is);
+Columns: top1/top5; `metric` (best, last, best_val, pretrained or unknown: which epoch the number
+is; best_val: chosen on a validation split held out of train);
 `runs` (how many runs the number is the mean of; empty where the source does not say); `std`
 (their spread, where the source gives one); `setup` (the entry of setups.yaml the number was made
 with); `params` (per-pair method parameters, `key=value;key=value`); `source`.

@@ -14,6 +14,8 @@ from bench.spec import Recipe
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 TEACHER_SOURCES = ("released", "trained")
+# Recipe fields added after the setups were written: a setup that does not name one used this
+RECIPE_FIELD_DEFAULTS = {"schedule": "step", "lr_min": 0.0}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def _setup(name: str, raw: dict) -> PublishedSetup:
         raise SpecError(
             f"setups.yaml {name}.{unknown[0]}: unknown field; valid: {', '.join(sorted(known))}"
         )
-    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - set(RECIPE_FIELD_DEFAULTS)
     missing = sorted(recipe_fields - set(raw.get("recipe") or {}))
     if missing:
         raise SpecError(f"setups.yaml {name}.recipe: missing {', '.join(missing)}")
@@ -54,6 +56,7 @@ def _setup(name: str, raw: dict) -> PublishedSetup:
             f"setups.yaml {name}.teacher: expected one of {', '.join(TEACHER_SOURCES)}"
         )
     values = dict(raw)
+    values["recipe"] = RECIPE_FIELD_DEFAULTS | values["recipe"]
     values["not_reproduced"] = tuple(values.get("not_reproduced") or ())
     return PublishedSetup(name=name, **values)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.augment import Normalization, augment_batch, epoch_order, normalize
+from bench.data.augment import Normalization, array_family, augment_batch, epoch_order, normalize
 from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
 from bench.data.datasets.registry import CIFAR_LAYOUTS, REAL_CIFAR
@@ -381,10 +381,12 @@ class FfcvLoader:
             batches.close()
 
 
-def _cifar_transform(seed: int, augment: bool, stats: Normalization) -> Transform:
+def _cifar_transform(seed: int, augment: bool | str, stats: Normalization) -> Transform:
+    family = array_family(augment)
+
     def transform(images: torch.Tensor, epoch: int, rows: torch.Tensor) -> torch.Tensor:
-        if augment:
-            return augment_batch(images, seed, epoch, rows, stats)
+        if family:
+            return augment_batch(images, seed, epoch, rows, stats, family)
         return normalize(images, stats)
 
     return transform
@@ -398,7 +400,7 @@ def make_ffcv_loaders(
     batch_size: int,
     test_batch_size: int,
     seed: int,
-    augment: bool,
+    augment: bool | str,
     num_workers: int,
     device,
 ) -> tuple[FfcvLoader, FfcvLoader]:
@@ -420,7 +422,7 @@ def make_ffcv_loaders(
                 paths[split],
                 file_index.numpy(),
                 decoder=SimpleRGBImageDecoder(),
-                transform=_cifar_transform(seed, augment and train, splits.normalization),
+                transform=_cifar_transform(seed, augment if train else False, splits.normalization),
                 batch_size=batch,
                 seed=seed,
                 train=train,

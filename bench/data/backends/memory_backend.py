@@ -15,6 +15,7 @@ import torch
 from bench.data.augment import (
     CIFAR100_NORMALIZATION,
     Normalization,
+    array_family,
     augment_batch,
     epoch_order,
     normalize,
@@ -35,7 +36,7 @@ class MemoryLoader:
         batch_size: int,
         seed: int,
         train: bool,
-        augment: bool,
+        augment: bool | str,
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
     ):
@@ -45,7 +46,7 @@ class MemoryLoader:
         self.labels = labels.to(self.device, dtype=torch.int64)
         self.file_index = file_index.to(self.device, dtype=torch.int64)
         self.batch_size, self.seed, self.train = batch_size, seed, train
-        self.augment = augment and train
+        self.augment = array_family(augment) if train else None
 
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
@@ -65,7 +66,7 @@ class MemoryLoader:
             images = self.images[positions]
             indices = self.file_index[positions]
             if self.augment:
-                out = augment_batch(images, self.seed, epoch, indices, self.stats)
+                out = augment_batch(images, self.seed, epoch, indices, self.stats, self.augment)
             else:
                 out = normalize(images, self.stats)
             yield out, self.labels[positions], indices

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from bench.data.augment import (
     CIFAR100_NORMALIZATION,
     Normalization,
+    array_family,
     augment_batch,
     epoch_order,
     normalize,
@@ -22,9 +23,9 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class _CifarSamples(Dataset):
-    def __init__(self, images, labels, file_index, seed: int, augment: bool, stats):
+    def __init__(self, images, labels, file_index, seed: int, augment: bool | str, stats):
         self.images, self.labels, self.file_index = images, labels, file_index
-        self.seed, self.augment, self.stats = seed, augment, stats
+        self.seed, self.augment, self.stats = seed, array_family(augment), stats
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -34,7 +35,7 @@ class _CifarSamples(Dataset):
         image = self.images[position : position + 1]
         index = self.file_index[position : position + 1]
         if self.augment:
-            out = augment_batch(image, self.seed, epoch, index, self.stats)
+            out = augment_batch(image, self.seed, epoch, index, self.stats, self.augment)
         else:
             out = normalize(image, self.stats)
         return out[0], self.labels[position], index[0]
@@ -116,13 +117,13 @@ class TorchLoader(SampleLoader):
         batch_size: int,
         seed: int,
         train: bool,
-        augment: bool,
+        augment: bool | str,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
     ):
         super().__init__(
-            _CifarSamples(images, labels, file_index, seed, augment and train, stats),
+            _CifarSamples(images, labels, file_index, seed, augment if train else False, stats),
             batch_size=batch_size,
             seed=seed,
             train=train,
