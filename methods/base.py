@@ -54,7 +54,9 @@ class Needs:
 
     teacher: bool = True  # teacher logits for every batch
     teacher_classifier: bool = False  # the teacher's last linear layer, given to `prepare`
-    two_views: bool = False  # two augmented views per image (no engine serves this yet)
+    # two augmented views per image: the logits given are those of the weak views [B], then of
+    # the strong views [B]; the target is [B]
+    two_views: bool = False
     learnable: bool = False  # own parameters, optimized with the student's and checkpointed
     state: bool = False  # own buffers (set in `prepare` or during training), checkpointed
     optimizer: bool = False  # its own optimizer and step (`make_optimizer`, `step`), e.g. DOT

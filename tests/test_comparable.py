@@ -142,9 +142,13 @@ def test_the_metric():
 def test_what_kdbench_cannot_reproduce_is_always_a_reason():
     row = TABLE.find("cifar100", *PAIR, "mlkd")
     setup = SETUPS[row.setup]
-    run = cell(method="kd")
+    run = cell("cifar100_methods", method="mlkd")
     found = differences(run, row, setup, LIKE_FOR_LIKE)
-    assert found[0].startswith("strong augmentation") and "epochs 240 ≠ 480" in found
+    assert found[0].startswith("strong view: the authors' RandAugment(2) + Cutout through PIL")
+    assert found[1].startswith("confidence masks per GPU shard")
+    assert found[2:] == ["lr 0.05 ≠ 0.025"]  # the authors' configs for this pair
+    ours = cell("cifar100_methods", method="mlkd", overrides=["recipe.lr=0.025"])
+    assert len(differences(ours, row, setup, LIKE_FOR_LIKE)) == 2
 
 
 def test_welch_p_is_welchs_t_test():

@@ -34,7 +34,8 @@ ALLOWED = {
 }
 # Only the command layers load a layer inside a function (so `bench list` never imports torch).
 LAZY_FIRST_PARTY_ALLOWED = {"cli", "perf"}
-DATA_ORDER = {"augment": 0, "folder_transforms": 0, "datasets": 1, "backends": 2}
+DATA_ORDER = {"augment": 0, "folder_transforms": 0, "strong_augment": 0, "datasets": 1,
+              "backends": 2}  # fmt: skip
 DATA_TOP = 3  # loaders, prepare, the package itself
 
 

@@ -38,7 +38,7 @@ def error_of(name: str, num_classes: int | None = None, **params) -> str:
 
 def test_available_lists_the_shipped_methods():
     assert methods.available() == [
-        "cakd", "ce", "dkd", "kd", "kd_dot", "nkd", "ttm", "wkd_l", "wttm"
+        "cakd", "ce", "dkd", "kd", "kd_dot", "mlkd", "nkd", "ttm", "wkd_l", "wttm"
     ]
 
 

@@ -232,7 +232,7 @@ def test_the_standardize_switch_leaves_older_cell_keys_alone_and_is_no_ablation_
     assert kd.method.params == {"temperature": 4.0, "w_ce": 0.1, "w_kd": 0.9}
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", [*NEW, "mlkd"])
 def test_each_method_trains_in_the_smoke_matrix(name, tmp_path):
     from bench.__main__ import main
     from bench.store.trackers import FINISHED, JsonLinesTracker
@@ -300,7 +300,7 @@ def test_kd_dot_with_no_momentum_gap_is_sgd_on_kds_loss():
     assert not torch.allclose(apart.weight, sgd.weight)
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", [*NEW, "mlkd"])
 def test_each_method_resumes_bitwise(name, tmp_path, monkeypatch):
     from bench.__main__ import main
     from tests.runner_helpers import runs_by_label, same_weights, weights_of, write_tiny
@@ -322,9 +322,10 @@ def test_cifar100_methods_lists_its_cells_and_shares_cifar100_fulls():
 
     methods_matrix = load("cifar100_methods", data_hash="h")
     full = load("cifar100_full", data_hash="h")
-    labels = ["ce", "kd", "dkd", "cakd", "kd+ls", "dkd+ls", "ttm", "wttm", "nkd", "wkd_l", "kd+dot"]
+    labels = ["ce", "kd", "dkd", "cakd", "kd+ls", "dkd+ls", "ttm", "wttm", "nkd", "wkd_l", "kd+dot",
+              "mlkd"]  # fmt: skip
     assert list(methods_matrix.method_labels) == labels
-    assert len(methods_matrix.runs) == 11 * 10 * 5 + 9 * 5
+    assert len(methods_matrix.runs) == 11 * 11 * 5 + 9 * 5
     shared = {r.cell_key for r in full.runs}
     ours = {
         r.cell_key for r in methods_matrix.runs if r.method.label in ("ce", "kd", "dkd", "cakd")

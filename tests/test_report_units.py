@@ -95,7 +95,7 @@ def test_every_published_row_names_a_recorded_setup_and_a_source():
     setups = load_setups()
     for row in load_published():
         assert row.setup in setups, row
-        assert row.source and row.metric in ("best", "last", "pretrained", "unknown"), row
+        assert row.source and row.metric in ("best", "last", "best_val", "pretrained", "unknown"), row
 
 
 def test_subsets_and_generated_data_are_never_compared():
@@ -264,3 +264,17 @@ def test_runs_of_other_precision_or_cache_are_never_pooled(tmp_path):
     with pytest.raises(SpecError, match="no runs of matrix 'abl' made with precision bf16, "
                        "teacher_cache float16.*it holds runs made with precision bf16"):
         reported(precision="bf16", teacher_cache="float16")
+
+
+def test_a_published_row_with_an_unknown_metric_is_one_line_naming_it(tmp_path, monkeypatch):
+    from bench.errors import SpecError
+    from bench.references import load_published
+
+    header = "dataset,teacher,student,method,top1,top5,metric,runs,std,setup,params,source\n"
+    (tmp_path / "published.csv").write_text(
+        header + "cifar100,resnet56,resnet20,kd,70.0,,final,,,crd_cifar100,,a lab's table\n"
+    )
+    monkeypatch.setenv("KDBENCH_REFERENCES", str(tmp_path))
+    with pytest.raises(SpecError, match="published.csv line 2: not a valid published row "
+                       r"\(metric 'final', expected one of last, best, best_val"):  # fmt: skip
+        load_published()

@@ -259,7 +259,7 @@ def test_the_default_backend_is_the_fastest_exact_one():
     assert smoke.data.backend == "memory" and load_matrix("cifar100_full").data.backend == "memory"
 
 
-def test_a_method_needing_two_views_is_refused_at_spec_time():
+def test_a_method_needing_two_views_is_refused_at_spec_time_where_none_is_served():
     import dataclasses
 
     import methods
@@ -275,8 +275,13 @@ def test_a_method_needing_two_views_is_refused_at_spec_time():
         Params = NoParams
 
     try:
-        with pytest.raises(SpecError, match="two augmented views"):
-            build_matrix(_with(("methods",), ["two_view_test"]), "test.yaml", data_hash=HASH)
+        raw = _with(("methods",), ["two_view_test"])
+        build_matrix(raw, "test.yaml", data_hash=HASH)  # CIFAR-size arrays: served
+        raw["data"] = {"dataset": "imagefolder", "resolution": 224}
+        raw["pairs"] = [{"teacher": "torchvision:resnet34", "student": "torchvision:resnet18"}]
+        with pytest.raises(SpecError, match="method 'two_view_test': data: a two-view method "
+                           "needs a strong view"):  # fmt: skip
+            build_matrix(raw, "test.yaml", data_hash=HASH)
     finally:
         _METHODS.pop("two_view_test")
 

@@ -65,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
     run.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on this machine pulling the matrix's cells (default 1: this "
+        "process); claims keep each cell to one worker",
+    )
+    run.add_argument("--gpus", metavar="0,1,...", help="CUDA: workers pinned to these GPUs")
+    run.add_argument(
+        "--workers-per-gpu", type=int, default=1, metavar="K", help="with --gpus: K runs per GPU"
+    )
+    run.add_argument(
+        "--claims",
+        metavar="URI",
+        help="postgresql:// URI whose advisory locks claim cells across machines that share only "
+        "the store (default $KDBENCH_CLAIMS, else file locks in the workdir)",
+    )
+    run.add_argument(
         "--precision",
         choices=["fp32", "tf32", "bf16"],
         help="fp32 (default on every device, as the published tables; TF32 off), tf32 (CUDA: "

@@ -119,15 +119,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) on {device.type}; "
         f"tracking {tracker.describe()}"
     )
-    summary = runner.run_matrix(
-        matrix,
-        isolate=args.isolate,
-        tracker=tracker,
-        workdir=workdir,
-        device=device,
-        retry_failed=args.retry_failed,
-        shard=shard,
-    )
+    if args.workers or args.gpus or args.claims:
+        from bench.engine import workers
+
+        slots = workers.worker_slots(
+            args.workers if args.workers or not args.gpus else None,
+            workers.parse_gpus(args.gpus), args.workers_per_gpu, device.type,
+        )  # fmt: skip
+        summary = workers.run_workers(
+            matrix, tracker=tracker, workdir=workdir, slots=slots, claims_uri=args.claims,
+            retry_failed=args.retry_failed, shard=shard,
+        )  # fmt: skip
+    else:
+        summary = runner.run_matrix(
+            matrix,
+            isolate=args.isolate,
+            tracker=tracker,
+            workdir=workdir,
+            device=device,
+            retry_failed=args.retry_failed,
+            shard=shard,
+        )
     print(
         f"done: {len(summary.trained)} trained, {len(summary.skipped)} already finished, "
         f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, "

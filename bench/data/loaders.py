@@ -14,7 +14,7 @@ from bench.data.backends.memory_backend import MemoryLoader
 from bench.data.backends.torch_backend import SampleLoader, TorchLoader
 from bench.data.datasets.imagefolder import FolderSamples, load_folder
 from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, folder_root, load_arrays
-from bench.spec import check_data
+from bench.spec import check_data, check_views
 
 
 @dataclass
@@ -45,7 +45,8 @@ def _split_loaders(
     batch_size: int,
     test_batch_size: int,
     seed: int,
-    augment: bool,
+    augment: bool | str,
+    views: int = 1,
     **options,
 ):
     """Train (shuffled by the counter scheme, augmented) and test (in order, plain) loaders."""
@@ -57,6 +58,7 @@ def _split_loaders(
         seed=seed,
         train=True,
         augment=augment,
+        views=views,
         **options,
     )
     test = loader_cls(
@@ -80,10 +82,13 @@ def make_loaders(
     device: torch.device | str,
     workdir: Path,
     test_batch_size: int | None = None,
+    views: int = 1,
 ) -> Loaders:
-    """The one place that dispatches over dataset x backend."""
+    """The one place that dispatches over dataset x backend. With `views=2` each train batch is
+    the weak views of its images, then their strong views ([2B]; labels and indices [B])."""
     test_batch_size = test_batch_size or batch_size
     check_data(data)
+    check_views(data, views)
     workdir = Path(workdir)
     if data.dataset in IMAGE_FOLDER_DATASETS and not data.prepared_arrays:
         return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir)
@@ -99,6 +104,7 @@ def make_loaders(
             augment=data.augment,
             num_workers=data.num_workers,
             device=device,
+            views=views,
         )
     else:
         if data.backend == "torch":
@@ -112,6 +118,7 @@ def make_loaders(
             test_batch_size=test_batch_size,
             seed=seed,
             augment=data.augment,
+            views=views,
             device=device,
             stats=splits.normalization,
             **options,

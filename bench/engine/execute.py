@@ -63,14 +63,16 @@ def checkpoint_path(workdir: Path, run: RunSpec) -> Path:
 
 def loaders_for(run: RunSpec, device: torch.device, workdir: Path) -> Loaders:
     """Loaders shared by the runs of one process that read the same data the same way."""
-    return _loaders(run.data, run.recipe.batch_size, run.seed, str(device), str(workdir))
+    views = 2 if methods.needs(run.method.name).two_views else 1
+    return _loaders(run.data, run.recipe.batch_size, run.seed, str(device), str(workdir), views)
 
 
 @functools.lru_cache(maxsize=8)
-def _loaders(data: DataSpec, batch_size: int, seed: int, device: str, workdir: str) -> Loaders:
-    return make_loaders(
-        data, batch_size=batch_size, seed=seed, device=torch.device(device), workdir=Path(workdir)
-    )
+def _loaders(
+    data: DataSpec, batch_size: int, seed: int, device: str, workdir: str, views: int = 1
+) -> Loaders:
+    return make_loaders(data, batch_size=batch_size, seed=seed, device=torch.device(device),
+                        workdir=Path(workdir), views=views)  # fmt: skip
 
 
 class _NanInjection(nn.Module):

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,9 +112,24 @@ def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
 class _StopFlag:
     """SIGTERM/SIGINT: finish the current epoch, checkpoint, mark the run resumable, exit."""
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, event=None):
+        self._requested = False
+        self._event = event  # a multiprocessing Event shared with a parent, if any
         self.child = None  # the isolated cell's process, which gets the signal passed on
+
+    @property
+    def requested(self) -> bool:
+        return self._requested or (self._event is not None and self._event.is_set())
+
+    @requested.setter
+    def requested(self, value: bool) -> None:
+        self._requested = value
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking early when a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def __call__(self, signum, frame):
         self.requested = True
@@ -285,6 +301,86 @@ def run_matrix(
     finally:
         restore()
     return summary
+
+
+def run_worker(
+    matrix: Matrix,
+    *,
+    tracker,
+    workdir: Path,
+    device,
+    claims: Claims,
+    stop,
+    retry_failed: bool = False,
+    shard=None,
+    poll_seconds: float = 2.0,
+    on_event: Callable[[dict], None] = lambda event: None,
+    log: Callable[[str], None] = tqdm.write,
+) -> MatrixSummary:
+    """One of several workers on one matrix (bound to its data already): take the first cell of
+    the plan no live worker holds, train it, re-read the plan, until no cell is left to train.
+    Cells held by others are waited for (their holder may die: its claim is then free and its
+    cell is taken over, resuming from its last checkpoint); a teacher is trained by the first
+    worker that needs it while the others wait for it."""
+    summary = MatrixSummary()
+    runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
+    teachers: dict = {}
+    attempted: set[str] = set()  # cells this worker ran: a failure is not retried in a loop
+    while not stop.requested:
+        todo = [
+            cell for cell in plan(matrix, tracker, workdir, shard)
+            if cell.state in runnable and cell.run.run_key not in attempted
+        ]  # fmt: skip
+        if not todo:
+            break
+        cell, claim = next(
+            ((c, k) for c in todo if (k := claims.try_claim(c.run.run_key)) is not None),
+            (None, None),
+        )
+        if cell is None:  # every cell left is held by another worker
+            stop.wait(poll_seconds)
+            continue
+        run = cell.run
+        try:
+            if finished_in_store(tracker, run):
+                continue
+            teacher = None
+            if run.teacher is not None:
+                if run.teacher not in teachers:
+                    teachers[run.teacher] = _teacher_for(run, tracker, workdir, device, stop, log)
+                teacher = teachers[run.teacher]
+            attempted.add(run.run_key)
+            if isinstance(teacher, TeacherFailed):
+                summary.blocked.append((run.name, f"teacher failed: {teacher}"))
+                on_event({"event": "done", "name": run.name, "status": BLOCKED})
+                continue
+            on_event({"event": "start", "name": run.name, "epochs": run.recipe.epochs})
+            try:
+                outcome = execute_run(
+                    run, tracker=tracker, workdir=workdir, device=device, teacher=teacher,
+                    on_epoch_done=lambda epoch, metrics, name=run.name: on_event(
+                        {"event": "epoch", "name": name, "epoch": epoch,
+                         "img_per_s": metrics["img_per_s"]}),
+                    stop_requested=lambda: stop.requested,
+                )  # fmt: skip
+            except RefusedResume as exc:
+                outcome = Outcome(FAILED, None, {}, str(exc))
+        except TeacherInterrupted:
+            summary.interrupted.append(run.name)
+            break
+        finally:
+            claim.release()
+        _record(outcome, run, summary, log)
+        on_event({"event": "done", "name": run.name, "status": outcome.status})
+    return summary
+
+
+def _teacher_for(run: RunSpec, tracker, workdir, device, stop, log):
+    try:
+        return prepare_teacher(run.teacher, run, tracker=tracker, workdir=workdir, device=device,
+                               log=log, stop_requested=lambda: stop.requested)  # fmt: skip
+    except TeacherFailed as exc:
+        return exc
 
 
 def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate) -> Outcome:

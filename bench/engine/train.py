@@ -139,7 +139,8 @@ def train_step(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One optimizer step; returns the method's terms and the student logits."""
+    """One optimizer step; returns the method's terms and the student logits (of the first view,
+    where a batch holds several views of its images: [views * B] images, B labels)."""
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with _autocast(device, precision):
@@ -148,7 +149,7 @@ def train_step(
     terms = method(logits, teacher_logits, labels, epoch)
     optimizer.zero_grad(set_to_none=True)
     method.step(terms, optimizer)
-    return terms, logits
+    return terms, logits[: labels.numel()]
 
 
 def train_epochs(

@@ -23,7 +23,6 @@ def _sync(device: torch.device) -> None:
 def _one_step(
     method: methods.Method, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor
 ) -> None:
-    student.grad = None
     method(student, teacher, target, 1)["loss"].backward()
 
 
@@ -58,19 +57,25 @@ def measure_losses(
     rows: list[dict[str, Any]] = []
     for batch, classes in shapes:
         gen = torch.Generator().manual_seed(batch * 100003 + classes)
-        student = (torch.randn(batch, classes, generator=gen) * 3).to(dev).requires_grad_()
-        teacher = (torch.randn(batch, classes, generator=gen) * 3).to(dev)
+        # a two-view method gets the logits of both views of the batch ([2B])
+        student = (torch.randn(2 * batch, classes, generator=gen) * 3).to(dev).requires_grad_()
+        teacher = (torch.randn(2 * batch, classes, generator=gen) * 3).to(dev)
         target = torch.randint(0, classes, (batch,), generator=gen).to(dev)
         losses = {name: _prepared(name, classes, dev) for name in names}
-        for method in losses.values():
+        inputs = {
+            name: (student if method.needs.two_views else student[:batch],
+                   teacher if method.needs.two_views else teacher[:batch], target)
+            for name, method in losses.items()
+        }  # fmt: skip
+        for name, method in losses.items():
             for _ in range(WARMUP_ITERATIONS):
-                _one_step(method, student, teacher, target)
+                _one_step(method, *inputs[name])
         times: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(repeats):
             for name, method in losses.items():
                 _sync(dev)
                 start = time.perf_counter()
-                _one_step(method, student, teacher, target)
+                _one_step(method, *inputs[name])
                 _sync(dev)
                 times[name].append((time.perf_counter() - start) * 1e3)
         medians = {name: statistics.median(values) for name, values in times.items()}

@@ -26,6 +26,7 @@ PUBLISHED_DATASETS = {
     "tinyimagenet": "tinyimagenet",
 }
 EPOCH_METRICS = ("last", "best")
+METRICS = (*EPOCH_METRICS, "best_val", "pretrained", "unknown")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ def load_published() -> list[Published]:
                 where = f"{path.name} line {line}"
                 try:
                     row = {key: value or "" for key, value in row.items()}  # short rows
+                    if row["metric"] not in METRICS:
+                        raise ValueError(
+                            f"metric {row['metric']!r}, expected one of {', '.join(METRICS)}"
+                        )
                     runs = int(row["runs"]) if row["runs"].strip() else None
                     rows.append(
                         Published(

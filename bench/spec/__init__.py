@@ -25,6 +25,7 @@ from bench.spec.schema import (
     TeacherSpec,
     check_backend,
     check_data,
+    check_views,
     teacher_run,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "build_matrix",
     "check_backend",
     "check_data",
+    "check_views",
     "load_matrix",
     "parse_data",
     "read_matrix_yaml",

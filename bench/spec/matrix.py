@@ -31,6 +31,7 @@ from bench.spec.schema import (
     RunSpec,
     TeacherSpec,
     check_data,
+    check_views,
 )
 from methods.params import params_dataclass, validate
 
@@ -238,11 +239,6 @@ def _method_cells(entries: list[MethodEntry]) -> list[dict]:
                 f"{where}.name: unknown method {entry.name!r}; "
                 f"available: {', '.join(methods.available())}"
             )
-        if methods.needs(entry.name).two_views:
-            raise SpecError(
-                f"{where}.name: method {entry.name!r} needs two augmented views per image, "
-                "which no data backend of this version serves"
-            )
         keys = sorted(entry.grid)
         for combo in itertools.product(*(entry.grid[k] for k in keys)):
             params = dict(entry.params) | dict(zip(keys, combo, strict=True))
@@ -332,6 +328,19 @@ def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe, data: 
             url=section_.url,
         )
     return teachers
+
+
+def _check_two_views(names: set[str], data: DataSpec, execution: Execution) -> None:
+    for name in sorted(n for n in names if methods.needs(n).two_views):
+        try:
+            check_views(data, 2)
+        except SpecError as error:
+            raise SpecError(f"method {name!r}: {error}") from None
+        if execution.teacher_cache != "none":
+            raise SpecError(
+                f"--teacher-cache: method {name!r} sees a strong view of every image, which the "
+                "teacher-logit cache (crop-flip variants) does not hold; use --teacher-cache none"
+            )
 
 
 def _execution(device: str, precision: str | None, teacher_cache: str, data: DataSpec):
@@ -424,6 +433,7 @@ def build_matrix(
 
     teachers = _teachers(spec.teacher, [t for t, _, _ in pairs], teacher_recipe, data)
     execution = _execution(device, precision, teacher_cache, data)
+    _check_two_views({c["name"] for c in cells}, data, execution)
     resolve = _MethodResolver(data.num_classes)
     runs: dict[str, RunSpec] = {}
     for teacher_arch, student, pair in pairs:

@@ -258,6 +258,22 @@ def check_data(data: DataSpec) -> None:
     check_backend(data)
 
 
+def check_views(data: DataSpec, views: int) -> None:
+    """Two views per image (a method's `needs.two_views`) are served where the counter-based
+    augmentation runs on arrays, with augmentation on."""
+    if views == 1:
+        return
+    if views != 2:
+        raise SpecError(f"views: {views} views per image; served: 1 or 2")
+    if not data.serves_arrays or data.augment_family == "none":
+        where = "with data.augment off" if data.serves_arrays else f"at {data.resolution} px"
+        raise SpecError(
+            f"data: a two-view method needs a strong view, served for array datasets (CIFAR, "
+            f"synthetic, folders up to {CROP_FLIP_MAX_RESOLUTION} px) with augmentation on, not "
+            f"{data.dataset} {where}"
+        )
+
+
 def check_backend(data: DataSpec) -> None:
     """Which backend serves which dataset."""
     if data.backend not in data.backends:

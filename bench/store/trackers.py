@@ -63,12 +63,21 @@ class MlflowTracker:
             with guard:
                 if db_file is not None:
                     seed_new_store(db_file, mlflow)
+                    _write_ahead_log(db_file)
                 self.client = MlflowClient(tracking_uri=self.uri)
                 self.experiment_id = self._experiment()
         except BenchError:
             raise
         except Exception as exc:  # sqlalchemy, sqlite3 and MLflow errors alike
             raise StoreError(self._unreadable(exc)) from None
+
+    def _writing(self):
+        """Writes to an embedded sqlite store take turns across processes (with the write-ahead
+        log, reads never wait), so parallel workers never meet "database is locked"."""
+        db_file = self._sqlite_file()
+        return file_lock(db_file.with_name(f".{db_file.name}.write.lock")) if db_file else (
+            nullcontext()
+        )
 
     def _sqlite_file(self) -> Path | None:
         if not self.uri.startswith("sqlite:///"):
@@ -127,11 +136,12 @@ class MlflowTracker:
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         from mlflow.entities import Param
 
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = run.info.run_id
-        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+        with self._writing():
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run_id = run.info.run_id
+            items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i : i + 100])
         return run_id
 
     def has_run(self, run_id: str) -> bool:
@@ -142,25 +152,29 @@ class MlflowTracker:
         return True
 
     def reopen(self, run_id: str) -> None:
-        self.client.update_run(run_id, status=RUNNING)
+        with self._writing():
+            self.client.update_run(run_id, status=RUNNING)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-        self.client.log_batch(run_id, metrics=items)
+        with self._writing():
+            self.client.log_batch(run_id, metrics=items)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        with self._writing():
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
     def finish(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status)
+        with self._writing():
+            self.client.set_terminated(run_id, status)
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
@@ -184,6 +198,14 @@ class MlflowTracker:
             pass  # statistics are an optimisation only
 
 
+def _write_ahead_log(db_file: Path) -> None:
+    """sqlite's write-ahead log: readers do not wait for a writer, nor a writer for readers."""
+    import sqlite3
+
+    with sqlite3.connect(db_file) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
 class JsonLinesTracker:
     """`--tracking none`: the same records as JSON lines in <workdir>/runs.jsonl."""
 
@@ -198,7 +220,8 @@ class JsonLinesTracker:
         return ("none", str(self.workdir), "")
 
     def _append(self, event: dict) -> None:
-        with open(self.path, "a") as f:
+        # one writer at a time, so parallel workers' lines never interleave
+        with file_lock(self.path.with_name(".runs.jsonl.lock")), open(self.path, "a") as f:
             f.write(json.dumps(event, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())

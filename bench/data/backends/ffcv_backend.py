@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.augment import Normalization, array_family, augment_batch, epoch_order, normalize
+from bench.data.augment import Normalization, array_family, epoch_order, normalize
 from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
 from bench.data.datasets.registry import CIFAR_LAYOUTS, REAL_CIFAR
 from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
+from bench.data.strong_augment import train_batch
 from bench.errors import DataError, SpecError
 from bench.files import atomic_path
 from bench.locks import file_lock
@@ -381,12 +382,14 @@ class FfcvLoader:
             batches.close()
 
 
-def _cifar_transform(seed: int, augment: bool | str, stats: Normalization) -> Transform:
+def _cifar_transform(
+    seed: int, augment: bool | str, stats: Normalization, views: int = 1
+) -> Transform:
     family = array_family(augment)
 
     def transform(images: torch.Tensor, epoch: int, rows: torch.Tensor) -> torch.Tensor:
         if family:
-            return augment_batch(images, seed, epoch, rows, stats, family)
+            return train_batch(images, seed, epoch, rows, stats, family, views)
         return normalize(images, stats)
 
     return transform
@@ -403,6 +406,7 @@ def make_ffcv_loaders(
     augment: bool | str,
     num_workers: int,
     device,
+    views: int = 1,
 ) -> tuple[FfcvLoader, FfcvLoader]:
     """CIFAR train/test loaders over the split files' .beton copies (written on first use)."""
     import_ffcv()
@@ -422,7 +426,8 @@ def make_ffcv_loaders(
                 paths[split],
                 file_index.numpy(),
                 decoder=SimpleRGBImageDecoder(),
-                transform=_cifar_transform(seed, augment if train else False, splits.normalization),
+                transform=_cifar_transform(seed, augment if train else False, splits.normalization,
+                                           views if train else 1),  # fmt: skip
                 batch_size=batch,
                 seed=seed,
                 train=train,

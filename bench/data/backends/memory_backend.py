@@ -16,10 +16,10 @@ from bench.data.augment import (
     CIFAR100_NORMALIZATION,
     Normalization,
     array_family,
-    augment_batch,
     epoch_order,
     normalize,
 )
+from bench.data.strong_augment import train_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -39,8 +39,10 @@ class MemoryLoader:
         augment: bool | str,
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
+        views: int = 1,
     ):
         self.device = torch.device(device)
+        self.views = views
         self.stats = stats
         self.images = images.to(self.device, dtype=torch.uint8).contiguous()
         self.labels = labels.to(self.device, dtype=torch.int64)
@@ -66,7 +68,8 @@ class MemoryLoader:
             images = self.images[positions]
             indices = self.file_index[positions]
             if self.augment:
-                out = augment_batch(images, self.seed, epoch, indices, self.stats, self.augment)
+                out = train_batch(images, self.seed, epoch, indices, self.stats, self.augment,
+                                  self.views)  # fmt: skip
             else:
                 out = normalize(images, self.stats)
             yield out, self.labels[positions], indices

@@ -14,18 +14,20 @@ from bench.data.augment import (
     CIFAR100_NORMALIZATION,
     Normalization,
     array_family,
-    augment_batch,
     epoch_order,
     normalize,
 )
+from bench.data.strong_augment import train_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class _CifarSamples(Dataset):
-    def __init__(self, images, labels, file_index, seed: int, augment: bool | str, stats):
+    def __init__(self, images, labels, file_index, seed: int, augment: bool | str, stats,
+                 views: int = 1):  # fmt: skip
         self.images, self.labels, self.file_index = images, labels, file_index
         self.seed, self.augment, self.stats = seed, array_family(augment), stats
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -35,7 +37,9 @@ class _CifarSamples(Dataset):
         image = self.images[position : position + 1]
         index = self.file_index[position : position + 1]
         if self.augment:
-            out = augment_batch(image, self.seed, epoch, index, self.stats, self.augment)
+            out = train_batch(image, self.seed, epoch, index, self.stats, self.augment, self.views)
+            if self.views > 1:
+                return out, self.labels[position], index[0]  # [views, 3, H, W]
         else:
             out = normalize(image, self.stats)
         return out[0], self.labels[position], index[0]
@@ -98,6 +102,8 @@ class SampleLoader:
         )
         non_blocking = self.device.type == "cuda"
         for images, labels, indices in loader:
+            if images.dim() == 5:  # [B, views, ...] -> every view's batch in turn, [views * B]
+                images = images.transpose(0, 1).flatten(0, 1)
             yield (
                 images.to(self.device, non_blocking=non_blocking),
                 labels.to(self.device, non_blocking=non_blocking),
@@ -121,9 +127,11 @@ class TorchLoader(SampleLoader):
         num_workers: int = 0,
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
+        views: int = 1,
     ):
         super().__init__(
-            _CifarSamples(images, labels, file_index, seed, augment if train else False, stats),
+            _CifarSamples(images, labels, file_index, seed, augment if train else False, stats,
+                          views if train else 1),  # fmt: skip
             batch_size=batch_size,
             seed=seed,
             train=train,

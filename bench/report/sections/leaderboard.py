@@ -11,11 +11,18 @@ from bench.report.stats import fmt_summary, lead, summarize
 from bench.spec import Matrix
 
 
-def leaderboard(matrix: Matrix, results: list[CellResult] | Results, metric: str) -> list[list]:
-    """Rows: teacher (re-scored top-1), student, then mean ± std (n) per method label; the best
-    cell is wrapped in ⟦ ⟧ where its lead over the runner-up is clear (see `lead`)."""
+def leaderboard(
+    matrix: Matrix,
+    results: list[CellResult] | Results,
+    metric: str,
+    labels: list[str] | None = None,
+) -> list[list]:
+    """Rows: teacher (re-scored top-1), student, then mean ± std (n) per method label (in
+    `labels`' order; default the matrix's); the best cell is wrapped in ⟦ ⟧ where its lead over the
+    runner-up is clear (see `lead`)."""
     if not isinstance(results, Results):
         results = Results(matrix, results)
+    labels = labels or list(matrix.method_labels)
     rows = []
     for pair in matrix.pairs:
         teacher, student = pair
@@ -23,7 +30,7 @@ def leaderboard(matrix: Matrix, results: list[CellResult] | Results, metric: str
         row = [f"{teacher} ({score})" if score else teacher, student]
         values = results.row_values(pair, metric)
         top = lead(values)
-        for label in matrix.method_labels:
+        for label in labels:
             text = fmt_summary(summarize(list(values[label].values())))
             row.append(bold(text) if top is not None and top.clear and label == top.best else text)
         rows.append(row)
@@ -66,24 +73,32 @@ def _rank_table(matrix: Matrix, results: Results, metric: str) -> list[Block]:
     ]
 
 
+def by_rank(matrix: Matrix, results: Results, metric: str) -> list[str]:
+    """Method labels best mean rank first; methods without a rank keep the matrix's order."""
+    ranked = [label for label, _, _ in mean_ranks(matrix, results, metric)]
+    return ranked + [label for label in matrix.method_labels if label not in ranked]
+
+
 def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
-    headers = ["teacher (top-1)", "student"] + list(matrix.method_labels)
+    labels = by_rank(matrix, results, metric)
+    headers = ["teacher (top-1)", "student"] + labels
     other = other_metric(metric)
     note = (
         "Cells: mean ± sample std (n finished seeds) of the {m}-epoch test top-1 (%); the "
         "teacher's re-scored test top-1 is beside its name. **Bold**: the best method of the row, "
         "only where its lead over the runner-up is clear: the paired difference best − runner-up "
         "over their common seeds has a 95% interval whose lower bound is above 0 (see the leads "
-        "table below). '—': no finished run."
+        "table below). '—': no finished run. Methods are sorted by their mean rank over the "
+        "pairs (best first)."
     )
     return [
         Heading(f"Leaderboard: {metric}-epoch test top-1 (%)"),
         Para(note.format(m=metric)),
-        Table(headers, leaderboard(matrix, results, metric), name=f"leaderboard_{metric}",
+        Table(headers, leaderboard(matrix, results, metric, labels), name=f"leaderboard_{metric}",
               caption=f"{matrix.name}: {metric}-epoch test top-1 (%), mean ± std (n)"),
         *_rank_table(matrix, results, metric),
         Heading(f"{other.capitalize()}-epoch test top-1 (%)", 3),
-        Table(headers, leaderboard(matrix, results, other), name=f"leaderboard_{other}",
+        Table(headers, leaderboard(matrix, results, other, labels), name=f"leaderboard_{other}",
               caption=f"{matrix.name}: {other}-epoch test top-1 (%), mean ± std (n)"),
     ]  # fmt: skip
 

@@ -1,0 +1,248 @@
+"""`bench run --workers N`: N worker processes on one machine pull the cells of one matrix.
+
+The parent binds the data and fetches released teachers once, starts the workers (each pinned to
+one GPU with `--gpus`, K of them per GPU with `--workers-per-gpu`), draws one progress bar from
+their events, passes Ctrl-C / SIGTERM on (every run stops at a step boundary, KILLED and
+resumable) and replaces a worker that dies (its claim is released by the system, so the
+replacement, or any other worker, takes its cell over and resumes it from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench.engine.binding import bind_data
+from bench.engine.published_teachers import fetch_published_teachers
+from bench.engine.runner import (
+    DONE,
+    WRITTEN_FOLDERS,
+    MatrixSummary,
+    _StopFlag,
+    plan,
+    run_worker,
+)
+from bench.errors import SpecError
+from bench.files import remove_orphan_temps
+from bench.spec import Matrix
+from bench.store.claims import open_claims
+from bench.store.trackers import reconnect
+
+MAX_REPLACEMENTS_PER_WORKER = 3  # a worker that keeps dying is a fault to report, not to loop on
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    index: int
+    device: str  # "cpu" or "cuda"
+    visible_gpu: str | None  # CUDA_VISIBLE_DEVICES of the worker
+
+
+def parse_gpus(text: str | None) -> list[str]:
+    if not text:
+        return []
+    gpus = [part.strip() for part in text.split(",")]
+    if not all(g.isdigit() for g in gpus) or len(set(gpus)) != len(gpus):
+        raise SpecError(f"--gpus '{text}': expected distinct GPU indices, e.g. 0,1,2,3")
+    return gpus
+
+
+def worker_slots(
+    workers: int | None, gpus: list[str], per_gpu: int, device: str
+) -> list[WorkerSlot]:
+    """With GPUs: `per_gpu` workers on each (one device visible to each); else `workers` on
+    `device`."""
+    if per_gpu < 1:
+        raise SpecError(f"--workers-per-gpu {per_gpu}: expected 1 or more")
+    if gpus:
+        if workers is not None and workers != len(gpus) * per_gpu:
+            raise SpecError(
+                f"--workers {workers} with --gpus {','.join(gpus)} and --workers-per-gpu "
+                f"{per_gpu}: the GPUs give {len(gpus) * per_gpu} workers; leave --workers out"
+            )
+        return [WorkerSlot(i, "cuda", gpus[i // per_gpu]) for i in range(len(gpus) * per_gpu)]
+    if workers is None or workers < 1:
+        raise SpecError(f"--workers {workers}: expected 1 or more")
+    return [WorkerSlot(i, device, None) for i in range(workers)]
+
+
+def _worker_main(slot, matrix, address, workdir, claims_uri, options, events, stop_event):
+    if slot.visible_gpu is not None:  # before anything initialises CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
+    stop = _StopFlag(stop_event)
+    stop.install()
+    tracker = reconnect(address)
+    claims = open_claims(Path(workdir), claims_uri)
+
+    def send(event: dict) -> None:
+        events.put(event | {"worker": slot.index, "pid": os.getpid()})
+
+    summary = run_worker(
+        matrix,
+        tracker=tracker,
+        workdir=Path(workdir),
+        device=torch.device(slot.device),
+        claims=claims,
+        stop=stop,
+        on_event=send,
+        log=lambda line: send({"event": "log", "line": line}),
+        **options,
+    )
+    send({"event": "summary", "summary": summary})
+
+
+class _Progress:
+    """One bar for the matrix: cells done / running / left, summed img/s, ETA."""
+
+    def __init__(self, total: int, name: str):
+        self.bar = tqdm(total=total, desc=name, unit="cell", dynamic_ncols=True, disable=None)
+        self.running: dict[int, tuple[str, float]] = {}  # worker -> (its run, last img/s)
+
+    def on(self, event: dict) -> None:
+        kind, worker = event["event"], event["worker"]
+        if kind == "start":
+            self.running[worker] = (event["name"], 0.0)
+        elif kind == "epoch":
+            self.running[worker] = (event["name"], event["img_per_s"])
+        elif kind == "done":
+            self.running.pop(worker, None)
+            self.bar.update(1)
+        self._show()
+
+    def lost(self, worker: int) -> None:
+        self.running.pop(worker, None)
+        self._show()
+
+    def _show(self) -> None:
+        speed = sum(rate for _, rate in self.running.values())
+        left = max(0, self.bar.total - self.bar.n - len(self.running))
+        self.bar.set_postfix_str(f"running {len(self.running)}, left {left}, {speed:.0f} img/s")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_workers(
+    matrix: Matrix,
+    *,
+    tracker,
+    workdir: Path,
+    slots: list[WorkerSlot],
+    claims_uri: str | None = None,
+    retry_failed: bool = False,
+    shard=None,
+    poll_seconds: float = 2.0,
+    log: Callable[[str], None] = tqdm.write,
+) -> MatrixSummary:
+    workdir = Path(workdir)
+    for folder in WRITTEN_FOLDERS:
+        remove_orphan_temps(workdir / folder)
+    matrix = bind_data(matrix, workdir)
+    cells = plan(matrix, tracker, workdir, shard)
+    left = [c for c in cells if c.state != DONE]
+    fetch_published_teachers(matrix, workdir, [c.run for c in left])
+    open_claims(workdir, claims_uri)  # a bad claims URI is one line before any worker starts
+    log(
+        f"matrix {matrix.name}: {len(left)} of {len(cells)} cells to do, {len(slots)} workers on "
+        f"{socket.gethostname()}"
+    )
+    context = multiprocessing.get_context("spawn")
+    events, stop_event = context.Queue(), context.Event()
+    options = {"retry_failed": retry_failed, "shard": shard, "poll_seconds": poll_seconds}
+
+    def start(slot: WorkerSlot):
+        process = context.Process(
+            target=_worker_main,
+            args=(slot, matrix, tracker.address(), str(workdir), claims_uri, options, events,
+                  stop_event),
+            name=f"kdbench-worker-{slot.index}",
+        )  # fmt: skip
+        process.start()
+        return process
+
+    stop = _StopFlag(stop_event)
+
+    def on_signal(signum, frame):
+        stop_event.set()  # workers also see the event; a terminal's Ctrl-C reaches them too
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    progress = _Progress(len(left), matrix.name)
+    summary = MatrixSummary()
+    processes = {slot.index: (slot, start(slot)) for slot in slots}
+    replacements = dict.fromkeys(processes, 0)
+    finished: set[int] = set()
+    try:
+        while len(finished) < len(processes):
+            try:
+                event = events.get(timeout=0.5)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                if event["event"] == "log":
+                    log(f"[worker {event['worker']}] {event['line']}")
+                elif event["event"] == "summary":
+                    _merge(summary, event["summary"])
+                    finished.add(event["worker"])
+                else:
+                    progress.on(event)
+                continue
+            for index, (slot, process) in list(processes.items()):
+                if index in finished or process.is_alive():
+                    continue
+                _drain(events, summary, finished, progress, log)
+                if index in finished:
+                    continue
+                code = process.exitcode
+                if stop.requested or replacements[index] >= MAX_REPLACEMENTS_PER_WORKER:
+                    log(f"worker {index} (pid {process.pid}) exited with code {code}")
+                    summary.failed.append((f"worker {index}", f"exited with code {code}"))
+                    finished.add(index)
+                    continue
+                replacements[index] += 1
+                log(
+                    f"worker {index} (pid {process.pid}) died (exit code {code}); a new worker "
+                    "takes over its cell from the last checkpoint"
+                )
+                progress.lost(index)  # its cell is announced again by whoever resumes it
+                processes[index] = (slot, start(slot))
+    finally:
+        progress.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for _, process in processes.values():
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    return summary
+
+
+def _drain(events, summary, finished, progress, log) -> None:
+    """Events a worker sent before it exited (a queue's feeder thread may lag its process)."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            event = events.get(timeout=0.1)
+        except queue.Empty:
+            return
+        if event["event"] == "summary":
+            _merge(summary, event["summary"])
+            finished.add(event["worker"])
+        elif event["event"] == "log":
+            log(f"[worker {event['worker']}] {event['line']}")
+        else:
+            progress.on(event)
+
+
+def _merge(total: MatrixSummary, part: MatrixSummary) -> None:
+    for name in ("trained", "skipped", "failed", "blocked", "interrupted", "claimed"):
+        getattr(total, name).extend(getattr(part, name))
