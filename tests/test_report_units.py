@@ -95,7 +95,8 @@ def test_every_published_row_names_a_recorded_setup_and_a_source():
     setups = load_setups()
     for row in load_published():
         assert row.setup in setups, row
-        assert row.source and row.metric in ("best", "last", "best_val", "pretrained", "unknown"), row
+        assert row.source, row
+        assert row.metric in ("best", "last", "best_val", "pretrained", "unknown"), row
 
 
 def test_subsets_and_generated_data_are_never_compared():

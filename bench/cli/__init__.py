@@ -75,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers-per-gpu", type=int, default=1, metavar="K", help="with --gpus: K runs per GPU"
     )
     run.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="local (this machine) or slurm: one submitit job array of workers",
+    )
+    run.add_argument("--slurm-partition", help="with --executor slurm")
+    run.add_argument("--slurm-gpus-per-task", type=int, default=1, help="GPUs of each task")
+    run.add_argument("--slurm-cpus-per-task", type=int, help="CPUs of each task")
+    run.add_argument("--array-parallelism", type=int, default=64, help="tasks running at once")
+    run.add_argument("--array-size", type=int, help="tasks (default: one per cell to do, capped)")
+    run.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit of a task")
+    run.add_argument(
         "--claims",
         metavar="URI",
         help="postgresql:// URI whose advisory locks claim cells across machines that share only "
@@ -93,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="CIFAR: look teacher logits up in a cache of all 162 augmentation variants per "
         "image, computed once per teacher (part of run_key)",
     )
+
+    status = sub.add_parser(
+        "status", help="where a matrix stands: cells per state, running and failed cells"
+    )
+    _matrix_options(status)
 
     report = sub.add_parser("report", help="write the comparison report of a matrix")
     _matrix_options(report)
@@ -133,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--compile", action="store_true", help="also time torch.compile")
     perf.add_argument("--losses", action="store_true", help="time the loss methods only")
     perf.add_argument("--data", action="store_true", help="time the data backends only")
+    perf.add_argument(
+        "--workers", metavar="1,2,...", help="matrix throughput (cells/hour) with these workers"
+    )
     perf.add_argument("--json", help="write the results here (default: print only)")
     perf.add_argument("--workdir")
 

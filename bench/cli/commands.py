@@ -85,6 +85,40 @@ def _dry_run(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard) -> 
     )
 
 
+def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard) -> int:
+    from bench.engine import runner, slurm
+    from bench.store.trackers import open_tracker
+
+    options = slurm.SlurmOptions(
+        partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
+        cpus_per_task=args.slurm_cpus_per_task, timeout_min=args.timeout_min,
+        array_parallelism=args.array_parallelism, tasks=args.array_size,
+    )  # fmt: skip
+    slurm.check_options(options)
+    if args.dry_run:
+        keyed, unkeyed_reason = _with_present_data(matrix, workdir)
+        if unkeyed_reason:
+            left = sum(runner.in_shard(run, shard) for run in matrix.runs)
+        else:
+            cells = runner.plan(keyed, open_tracker(args.tracking, workdir), workdir, shard)
+            left = sum(c.state != runner.DONE for c in cells)
+        print(slurm.dry_run_text(matrix.name, left, options, workdir))
+        return 0
+    tracker = open_tracker(args.tracking, workdir)
+    jobs, left = slurm.submit(matrix, tracker=tracker, workdir=workdir, options=options,
+                              claims_uri=args.claims, retry_failed=args.retry_failed,
+                              shard=shard)  # fmt: skip
+    if not jobs:
+        print(f"matrix {matrix.name}: nothing to submit, every cell is done")
+        return 0
+    print(
+        f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks) for the {left} "
+        f"cells left of matrix {matrix.name}; logs in {workdir / 'slurm'}; follow it with "
+        f"`python -m bench status --matrix {args.matrix}`"
+    )
+    return 0
+
+
 def _by_method(runs: list[RunSpec]) -> str:
     labels: dict[str, int] = {}
     for run in runs:
@@ -109,6 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         _print_spec(chosen, unkeyed_reason)
         return 0
+    if args.executor == "slurm":
+        return _submit_slurm(matrix, args, workdir, shard)
     if args.dry_run:
         _dry_run(matrix, args, workdir, shard)
         return 0
@@ -150,6 +186,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return 130
     return summary.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.report import load_report_matrix
+    from bench.report.status import format_status, matrix_status
+    from bench.spec import read_matrix_yaml
+    from bench.store.trackers import open_tracker
+
+    read_matrix_yaml(args.matrix)  # an unknown matrix fails here, before the store is opened
+    tracker = open_tracker(args.tracking, resolve_workdir(args.workdir))
+    records = tracker.search()
+    matrix = load_report_matrix(
+        args.matrix, records, store=tracker.describe(), overrides=args.overrides,
+        seeds=args.seeds, subset_per_class=args.subset_per_class,
+    )  # fmt: skip
+    print(format_status(matrix, matrix_status(matrix, records)))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

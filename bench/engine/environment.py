@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from functools import lru_cache
 from importlib import metadata
@@ -67,6 +68,7 @@ def environment_tags(device: torch.device) -> dict[str, str]:
         "git_sha": git_sha(),
         "device_type": device.type,
         "device_name": device_name(device),
+        "host": socket.gethostname(),
         "torch_threads": str(torch.get_num_threads()),
     }
     for name in PACKAGES:

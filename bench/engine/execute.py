@@ -162,11 +162,18 @@ def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role:
     no epoch metrics and can be adopted without logging any step twice.
     """
     orphans = [r for r in tracker.search(run_key=run.run_key) if r.status in (RUNNING, KILLED)]
-    if orphans:
-        run_id = orphans[0].run_id
-        tracker.reopen(run_id)
-        tracker.set_tags(run_id, {"adopted": "true"})
-        return run_id
+    for orphan in orphans:
+        if "epoch" in orphan.tags:
+            # it committed epochs whose checkpoint is not here (another machine's work
+            # directory): adopting it would log those steps twice, so it is closed and the cell
+            # starts over in a new run
+            reason = "abandoned: its checkpoint is not in this work directory; restarted"
+            tracker.set_tags(orphan.run_id, {"failure_reason": reason, "resumable": "false"})
+            tracker.finish(orphan.run_id, FAILED)
+            continue
+        tracker.reopen(orphan.run_id)
+        tracker.set_tags(orphan.run_id, {"adopted": "true"})
+        return orphan.run_id
     run_id = tracker.start(run.name, run.flat_params(), run_tags(run, role, teacher))
     spec_file = workdir / "specs" / f"{run.run_key}.json"
     atomic_write_text(
@@ -302,9 +309,9 @@ def execute_run(
             logged = set()
         if state["epoch"] not in logged:  # died between checkpoint commit and logging
             tracker.log_metrics(run_id, state["metrics"], step=state["epoch"])
-        tracker.set_tags(
-            run_id, {"resume_count": str(resume_count), "resumed_from_epoch": str(start_epoch)}
-        )
+        tracker.set_tags(run_id, {"resume_count": str(resume_count),
+                                  "resumed_from_epoch": str(start_epoch),
+                                  "host": socket.gethostname()})  # fmt: skip
     else:
         run_id = _start_or_adopt(run, tracker, workdir, device, teacher, role)
 
@@ -330,7 +337,7 @@ def execute_run(
             fault_epoch=epoch,
         )
         tracker.log_metrics(run_id, metrics, step=epoch)
-        tracker.set_tags(run_id, {"heartbeat": f"{time.time():.0f}"})
+        tracker.set_tags(run_id, {"heartbeat": f"{time.time():.0f}", "epoch": str(epoch)})
         if on_epoch_done is not None:
             on_epoch_done(epoch, metrics)
 

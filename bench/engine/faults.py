@@ -1,6 +1,8 @@
 """Fault injection for tests, driven by $KDBENCH_FAULT (unset in normal use).
 
 kill-step:E:S     SIGKILL this process at epoch E, step S (before the step runs)
+kill-once:E:S:F   the same, in the first process to get there only (it creates file F)
+usr2-once:E:S:F   SIGUSR2 instead (SLURM's time-out / preemption signal under submitit), once
 kill-rename:E     SIGKILL after epoch E's checkpoint is written, before it is renamed into place
 enospc:E          the disk is full when epoch E's checkpoint is written (OSError ENOSPC)
 nan:E:PATTERN     the loss of runs whose name matches the glob PATTERN becomes NaN from epoch E
@@ -33,6 +35,13 @@ def check(point: str, epoch: int, step: int = 0, path: str | None = None) -> Non
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     if point == "step" and spec[0] == "kill-step" and (epoch, step) == (int(spec[1]), int(spec[2])):
         _kill()
+    once = {"kill-once": signal.SIGKILL, "usr2-once": signal.SIGUSR2}
+    if point == "step" and spec[0] in once and (epoch, step) == (int(spec[1]), int(spec[2])):
+        try:
+            os.close(os.open(":".join(spec[3:]), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), once[spec[0]])
     if point == "rename" and spec[0] == "kill-rename" and epoch == int(spec[1]):
         _kill()
 

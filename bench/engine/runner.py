@@ -333,11 +333,8 @@ def run_worker(
         ]  # fmt: skip
         if not todo:
             break
-        cell, claim = next(
-            ((c, k) for c in todo if (k := claims.try_claim(c.run.run_key)) is not None),
-            (None, None),
-        )
-        if cell is None:  # every cell left is held by another worker
+        cell, claim = _claim_next(todo, claims, teachers)
+        if cell is None:  # every cell left (or its teacher) is held by another worker
             stop.wait(poll_seconds)
             continue
         run = cell.run
@@ -348,6 +345,7 @@ def run_worker(
             if run.teacher is not None:
                 if run.teacher not in teachers:
                     teachers[run.teacher] = _teacher_for(run, tracker, workdir, device, stop, log)
+                    claim.release_teacher()
                 teacher = teachers[run.teacher]
             attempted.add(run.run_key)
             if isinstance(teacher, TeacherFailed):
@@ -373,6 +371,41 @@ def run_worker(
         _record(outcome, run, summary, log)
         on_event({"event": "done", "name": run.name, "status": outcome.status})
     return summary
+
+
+class _CellClaim:
+    """A cell's claim, with its teacher's while this worker prepares it."""
+
+    def __init__(self, cell_claim, teacher_claim=None):
+        self._cell, self._teacher = cell_claim, teacher_claim
+
+    def release_teacher(self) -> None:
+        if self._teacher is not None:
+            self._teacher.release()
+            self._teacher = None
+
+    def release(self) -> None:
+        self.release_teacher()
+        self._cell.release()
+
+
+def _claim_next(todo: list[Cell], claims: Claims, teachers: dict):
+    """The first cell no one holds whose teacher this worker has, or may prepare: a teacher
+    trained here is claimed by its run key like a cell, so across machines too it is trained
+    once (the others load its weights from the store) while its students wait; meanwhile the
+    other workers take other cells."""
+    for cell in todo:
+        claim = claims.try_claim(cell.run.run_key)
+        if claim is None:
+            continue
+        spec = cell.run.teacher
+        if spec is None or spec in teachers or not spec.trained_here:
+            return cell, _CellClaim(claim)
+        teacher_claim = claims.try_claim(teacher_run(spec, cell.run).run_key)
+        if teacher_claim is not None:
+            return cell, _CellClaim(claim, teacher_claim)
+        claim.release()
+    return None, None
 
 
 def _teacher_for(run: RunSpec, tracker, workdir, device, stop, log):

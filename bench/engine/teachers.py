@@ -38,6 +38,23 @@ class TeacherInterrupted(BenchError):
     """A stop was requested while the teacher trained; its checkpoint resumes it on rerun."""
 
 
+def _fetch_from_store(record, tracker, target: Path) -> bool:
+    """The weights a finished teacher run logged (another machine trained it), into `target`."""
+    if record is None or record.status != FINISHED or "last_top1" not in record.metrics:
+        return False
+    fetched = tracker.fetch_artifact(record.run_id, f"weights/{target.name}", target.parent)
+    if fetched is None:
+        return False
+    with atomic_write(target, "wb") as handle, open(fetched, "rb") as source:
+        shutil.copyfileobj(source, handle)
+    scratch = next((p for p in fetched.parents if p.name.startswith(".fetch-")), None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        fetched.unlink(missing_ok=True)
+    return True
+
+
 def _teacher_file(workdir: Path, key: str) -> Path:
     return Path(workdir) / "teachers" / f"{key}.pt"
 
@@ -174,6 +191,8 @@ def prepare_teacher(
         record = tracker.find(run.run_key)
         if target.is_file():
             _quarantine_if_unreadable(teacher.arch, target, num_classes, log)
+        if not target.is_file() and _fetch_from_store(record, tracker, target):
+            log(f"teacher {teacher.arch}: trained by another worker, weights from the store")
         if not target.is_file():  # the committed file, not the store: shards may use a store each
             log(
                 f"teacher {teacher.arch}: training "

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
+import pickle
 import signal
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
@@ -24,14 +24,7 @@ from tqdm import tqdm
 
 from bench.engine.binding import bind_data
 from bench.engine.published_teachers import fetch_published_teachers
-from bench.engine.runner import (
-    DONE,
-    WRITTEN_FOLDERS,
-    MatrixSummary,
-    _StopFlag,
-    plan,
-    run_worker,
-)
+from bench.engine.runner import DONE, WRITTEN_FOLDERS, MatrixSummary, _StopFlag, plan, run_worker
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
 from bench.spec import Matrix
@@ -46,6 +39,9 @@ class WorkerSlot:
     index: int
     device: str  # "cpu" or "cuda"
     visible_gpu: str | None  # CUDA_VISIBLE_DEVICES of the worker
+    # CPU workers share the cores (results on a CPU depend on the thread count: it is logged
+    # with each run as the torch_threads tag); None: torch's default
+    threads: int | None = None
 
 
 def parse_gpus(text: str | None) -> list[str]:
@@ -73,19 +69,22 @@ def worker_slots(
         return [WorkerSlot(i, "cuda", gpus[i // per_gpu]) for i in range(len(gpus) * per_gpu)]
     if workers is None or workers < 1:
         raise SpecError(f"--workers {workers}: expected 1 or more")
-    return [WorkerSlot(i, device, None) for i in range(workers)]
+    threads = max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else None
+    return [WorkerSlot(i, device, None, threads) for i in range(workers)]
 
 
-def _worker_main(slot, matrix, address, workdir, claims_uri, options, events, stop_event):
+def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, stop_event):
     if slot.visible_gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
+    if slot.threads is not None:
+        torch.set_num_threads(slot.threads)
     stop = _StopFlag(stop_event)
     stop.install()
     tracker = reconnect(address)
     claims = open_claims(Path(workdir), claims_uri)
 
     def send(event: dict) -> None:
-        events.put(event | {"worker": slot.index, "pid": os.getpid()})
+        sender.send(event | {"worker": slot.index, "pid": os.getpid()})
 
     summary = run_worker(
         matrix,
@@ -99,6 +98,7 @@ def _worker_main(slot, matrix, address, workdir, claims_uri, options, events, st
         **options,
     )
     send({"event": "summary", "summary": summary})
+    sender.close()
 
 
 class _Progress:
@@ -157,20 +157,21 @@ def run_workers(
         f"{socket.gethostname()}"
     )
     context = multiprocessing.get_context("spawn")
-    events, stop_event = context.Queue(), context.Event()
+    stop_event = context.Event()
     options = {"retry_failed": retry_failed, "shard": shard, "poll_seconds": poll_seconds}
 
     def start(slot: WorkerSlot):
+        # a pipe per worker: a worker killed while writing can only break its own
+        receiver, sender = context.Pipe(duplex=False)
         process = context.Process(
             target=_worker_main,
-            args=(slot, matrix, tracker.address(), str(workdir), claims_uri, options, events,
+            args=(slot, matrix, tracker.address(), str(workdir), claims_uri, options, sender,
                   stop_event),
             name=f"kdbench-worker-{slot.index}",
         )  # fmt: skip
         process.start()
-        return process
-
-    stop = _StopFlag(stop_event)
+        sender.close()
+        return process, receiver
 
     def on_signal(signum, frame):
         stop_event.set()  # workers also see the event; a terminal's Ctrl-C reaches them too
@@ -178,69 +179,61 @@ def run_workers(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     progress = _Progress(len(left), matrix.name)
     summary = MatrixSummary()
-    processes = {slot.index: (slot, start(slot)) for slot in slots}
-    replacements = dict.fromkeys(processes, 0)
-    finished: set[int] = set()
+    workers = {slot.index: (slot, *start(slot)) for slot in slots}
+    replacements = dict.fromkeys(workers, 0)
+    done: set[int] = set()  # workers that sent their summary or gave up
+
+    def handle(event: dict) -> None:
+        if event["event"] == "log":
+            log(f"[worker {event['worker']}] {event['line']}")
+        elif event["event"] == "summary":
+            _merge(summary, event["summary"])
+            done.add(event["worker"])
+        else:
+            progress.on(event)
+
     try:
-        while len(finished) < len(processes):
-            try:
-                event = events.get(timeout=0.5)
-            except queue.Empty:
-                event = None
-            if event is not None:
-                if event["event"] == "log":
-                    log(f"[worker {event['worker']}] {event['line']}")
-                elif event["event"] == "summary":
-                    _merge(summary, event["summary"])
-                    finished.add(event["worker"])
-                else:
-                    progress.on(event)
-                continue
-            for index, (slot, process) in list(processes.items()):
-                if index in finished or process.is_alive():
-                    continue
-                _drain(events, summary, finished, progress, log)
-                if index in finished:
-                    continue
-                code = process.exitcode
-                if stop.requested or replacements[index] >= MAX_REPLACEMENTS_PER_WORKER:
-                    log(f"worker {index} (pid {process.pid}) exited with code {code}")
-                    summary.failed.append((f"worker {index}", f"exited with code {code}"))
-                    finished.add(index)
-                    continue
-                replacements[index] += 1
-                log(
-                    f"worker {index} (pid {process.pid}) died (exit code {code}); a new worker "
-                    "takes over its cell from the last checkpoint"
-                )
-                progress.lost(index)  # its cell is announced again by whoever resumes it
-                processes[index] = (slot, start(slot))
+        while len(done) < len(workers):
+            live = {receiver: index for index, (_, _, receiver) in workers.items()
+                    if index not in done}  # fmt: skip
+            for receiver in wait(list(live), timeout=0.5):
+                index = live[receiver]
+                try:
+                    handle(receiver.recv())
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    _, process, _ = workers[index]
+                    process.join(timeout=10)
+                    if index not in done:
+                        _lost(index, workers, replacements, done, stop_event, start, progress,
+                              summary, log)  # fmt: skip
     finally:
         progress.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for _, process in processes.values():
+        for _, process, _ in workers.values():
             process.join(timeout=60)
             if process.is_alive():
                 process.kill()
     return summary
 
 
-def _drain(events, summary, finished, progress, log) -> None:
-    """Events a worker sent before it exited (a queue's feeder thread may lag its process)."""
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        try:
-            event = events.get(timeout=0.1)
-        except queue.Empty:
-            return
-        if event["event"] == "summary":
-            _merge(summary, event["summary"])
-            finished.add(event["worker"])
-        elif event["event"] == "log":
-            log(f"[worker {event['worker']}] {event['line']}")
-        else:
-            progress.on(event)
+def _lost(index, workers, replacements, done, stop_event, start, progress, summary, log) -> None:
+    """A worker's pipe closed before its summary: it died. Replace it, unless stopping."""
+    slot, process, receiver = workers[index]
+    receiver.close()
+    code = process.exitcode
+    progress.lost(index)  # its cell is announced again by whoever resumes it
+    if stop_event.is_set() or replacements[index] >= MAX_REPLACEMENTS_PER_WORKER:
+        log(f"worker {index} (pid {process.pid}) exited with code {code}")
+        summary.failed.append((f"worker {index}", f"exited with code {code}"))
+        done.add(index)
+        return
+    replacements[index] += 1
+    log(
+        f"worker {index} (pid {process.pid}) died (exit code {code}); a new worker takes over "
+        "its cell from the last checkpoint"
+    )
+    workers[index] = (slot, *start(slot))
 
 
 def _merge(total: MatrixSummary, part: MatrixSummary) -> None:

@@ -25,7 +25,16 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
     from bench.errors import SpecError
 
     result: dict = {"device": _machine(device), "torch": torch.__version__}
-    if args.losses:
+    if args.workers:
+        from bench.perf.workers import format_workers_table, measure_workers
+
+        counts = [int(c) for c in args.workers.split(",") if c.strip()]
+        if not counts or min(counts) < 1:
+            raise SpecError(f"--workers '{args.workers}': expected worker counts, e.g. 1,2")
+        rows = measure_workers(counts, device=device.type)
+        print(format_workers_table(rows))
+        result["workers"] = rows
+    elif args.losses:
         from bench.perf.losses import format_losses_table, measure_losses
 
         rows = measure_losses(device=str(device))

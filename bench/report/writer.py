@@ -30,6 +30,7 @@ RECORD_TAGS = (
     "teacher_sha256",
     "subset",
     "device_name",
+    "host",
     "git_sha",
     "kdbench_version",
     "version.torch",

@@ -109,9 +109,10 @@ def open_claims(workdir: Path, uri: str | None = None) -> Claims:
     uri = uri or os.environ.get(CLAIMS_VARIABLE) or None
     if uri is None:
         return FileClaims(workdir)
-    if not uri.startswith(("postgresql://", "postgres://")):
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
         raise SpecError(
             f"{CLAIMS_VARIABLE}='{_redacted(uri)}': expected a postgresql:// URI (or unset for "
             "file claims in the work directory)"
         )
-    return PostgresClaims(uri)
+    return PostgresClaims(f"postgresql://{rest}")  # the store's URI may name its driver

@@ -47,6 +47,8 @@ class MlflowTracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # a server store would print two links per finished run; kdbench prints its own lines
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
         self.workdir = Path(workdir)
         self.uri = (
@@ -171,6 +173,19 @@ class MlflowTracker:
 
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
+
+    def fetch_artifact(self, run_id: str, path: str, folder: Path) -> Path | None:
+        """A run's artifact, downloaded into a fresh folder under `folder`; None if absent."""
+        import tempfile
+
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            local = self.client.download_artifacts(
+                run_id, path, tempfile.mkdtemp(prefix=".fetch-", dir=folder)
+            )
+        except Exception:  # missing artifact or unreachable artifact store: not fetched
+            return None
+        return Path(local) if Path(local).is_file() else None
 
     def finish(self, run_id: str, status: str) -> None:
         with self._writing():
@@ -312,6 +327,15 @@ class JsonLinesTracker:
         target = self.workdir / "artifacts" / run_id / (folder or "")
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / Path(path).name)
+
+    def fetch_artifact(self, run_id: str, path: str, folder: Path) -> Path | None:
+        source = self.workdir / "artifacts" / run_id / path
+        if not source.is_file():
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        copy = folder / f".fetch-{uuid.uuid4().hex}"
+        shutil.copy2(source, copy)
+        return copy
 
     def finish(self, run_id: str, status: str) -> None:
         self._append({"event": "status", "run_id": run_id, "status": status})

@@ -35,11 +35,17 @@ def _distinct_of(rows: list[dict], key: str) -> str:
 
 
 def _recipe_text(recipe) -> str:
+    if recipe.schedule == "cosine":
+        schedule = f"cosine-annealed per epoch to {recipe.lr_min:g}"
+    else:
+        schedule = (
+            f"lr × {recipe.lr_decay:g} after epochs "
+            f"{', '.join(str(m) for m in recipe.milestones) or '(none)'}"
+        )
     return (
         f"{recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr:g} momentum "
         f"{recipe.momentum:g}{' (Nesterov)' if recipe.nesterov else ''}, weight decay "
-        f"{recipe.weight_decay:g}, lr × {recipe.lr_decay:g} after epochs "
-        f"{', '.join(str(m) for m in recipe.milestones) or '(none)'}"
+        f"{recipe.weight_decay:g}, {schedule}"
     )
 
 
@@ -157,7 +163,7 @@ def protocol_section(
         + _distinct_of(params, "backend")
         + ", device "
         + _distinct_of(params, "device")
-        + f" ({_distinct_of(tags, 'device_name')}), "
+        + f" ({_distinct_of(tags, 'device_name')}) on host {_distinct_of(tags, 'host')}, "
         + ", ".join(f"{label} {_distinct_of(params, key)}" for label, key in NUMERICS_PARAMS)
         + "; "
         + ", ".join(f"{tag} {_distinct_of(tags, tag)}" for tag in EXECUTION_TAGS)

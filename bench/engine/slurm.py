@@ -1,0 +1,162 @@
+"""`bench run --executor slurm`: one submitit job array whose tasks are matrix workers.
+
+Each array task is the same worker loop as `--workers` (claims keep each cell to one task). On
+preemption or time-out SLURM signals the task; submitit calls `checkpoint`, which requeues the
+task as it is, and the requeued task resumes the interrupted run from its last epoch checkpoint
+(a claim dies with its holder, so any task may take the cell over). The work directory must be
+on a file system every node sees (checkpoints, teachers, data); with a server store, claims go
+through PostgreSQL (`--claims` / $KDBENCH_CLAIMS).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.engine.binding import bind_data
+from bench.engine.published_teachers import fetch_published_teachers
+from bench.engine.runner import DONE, _StopFlag, plan, run_worker
+from bench.errors import SpecError
+from bench.spec import Matrix
+from bench.store.claims import open_claims
+from bench.store.trackers import reconnect
+
+# SLURM sends the signal this long before the time limit; an epoch of a CIFAR cell is shorter
+SIGNAL_DELAY_S = 120
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    gpus_per_task: int = 1
+    cpus_per_task: int | None = None
+    timeout_min: int = 24 * 60
+    array_parallelism: int = 64
+    tasks: int | None = None  # None: one per cell to do, at most `array_parallelism`
+
+    def executor_parameters(self, cluster: str) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"timeout_min": self.timeout_min, "tasks_per_node": 1,
+                                      "nodes": 1}  # fmt: skip
+        if cluster == "slurm":
+            parameters.update(slurm_array_parallelism=self.array_parallelism,
+                              slurm_signal_delay_s=SIGNAL_DELAY_S,
+                              gpus_per_node=self.gpus_per_task)  # fmt: skip
+            if self.partition:
+                parameters["slurm_partition"] = self.partition
+            if self.cpus_per_task:
+                parameters["cpus_per_task"] = self.cpus_per_task
+        return parameters
+
+
+def _checkpointable():
+    import submitit
+
+    return submitit.helpers.Checkpointable
+
+
+class MatrixWorker(_checkpointable()):
+    """A job-array task: the worker loop on this node's device. Requeued as is on time-out."""
+
+    def __init__(self, matrix: Matrix, workdir: str, address, claims_uri: str | None,
+                 options: dict) -> None:  # fmt: skip
+        self.matrix, self.workdir, self.address = matrix, workdir, address
+        self.claims_uri, self.options = claims_uri, options
+
+    def __call__(self, task: int) -> dict[str, int]:
+        stop = _StopFlag()
+        stop.install()  # SIGTERM (a cancelled or killed job): stop at a step boundary, resumable
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        summary = run_worker(
+            self.matrix,
+            tracker=reconnect(self.address),
+            workdir=Path(self.workdir),
+            device=device,
+            claims=open_claims(Path(self.workdir), self.claims_uri),
+            stop=stop,
+            log=lambda line: print(f"[task {task}] {line}", flush=True),
+            **self.options,
+        )
+        kinds = ("trained", "skipped", "failed", "blocked", "interrupted")
+        return {name: len(getattr(summary, name)) for name in kinds}
+
+
+def prepare(matrix: Matrix, tracker, workdir: Path, shard=None) -> tuple[Matrix, int]:
+    """Bind the data and fetch released teachers once, before any task starts; the cells left."""
+    matrix = bind_data(matrix, workdir)
+    left = [c for c in plan(matrix, tracker, workdir, shard) if c.state != DONE]
+    fetch_published_teachers(matrix, workdir, [c.run for c in left])
+    return matrix, len(left)
+
+
+def submit(
+    matrix: Matrix,
+    *,
+    tracker,
+    workdir: Path,
+    options: SlurmOptions,
+    claims_uri: str | None = None,
+    retry_failed: bool = False,
+    shard=None,
+    cluster: str = "slurm",
+):
+    """Submit the job array; returns (its jobs, the cells left)."""
+    import submitit
+
+    workdir = Path(workdir)
+    matrix, left = prepare(matrix, tracker, workdir, shard)
+    if left == 0:
+        return [], 0
+    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
+    # a task is requeued at most 3 times on time-out (submitit's default), without limit on
+    # preemption
+    executor = submitit.AutoExecutor(folder=workdir / "slurm" / "%j", cluster=cluster)
+    executor.update_parameters(name=f"kdbench-{matrix.name}",
+                               **options.executor_parameters(cluster))  # fmt: skip
+    worker = MatrixWorker(matrix, str(workdir), tracker.address(), claims_uri,
+                          {"retry_failed": retry_failed, "shard": shard})  # fmt: skip
+    tasks = options.tasks or min(left, options.array_parallelism)
+    return executor.map_array(worker, list(range(tasks))), left
+
+
+def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Path) -> str:
+    """What `--executor slurm` would submit: the array and its sbatch script."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    tasks = options.tasks or min(left, options.array_parallelism)
+    if tasks == 0:
+        return f"matrix {matrix_name}: nothing to submit, every cell is done"
+    parameters = {
+        "job_name": f"kdbench-{matrix_name}",
+        "time": options.timeout_min,
+        "gpus_per_node": options.gpus_per_task,
+        "array_parallelism": options.array_parallelism,
+        "signal_delay_s": SIGNAL_DELAY_S,
+        "map_count": tasks,
+        "ntasks_per_node": 1,
+        "nodes": 1,
+    }
+    if options.partition:
+        parameters["partition"] = options.partition
+    if options.cpus_per_task:
+        parameters["cpus_per_task"] = options.cpus_per_task
+    command = shlex.join([sys.executable, "-u", "-m", "submitit.core._submit",
+                          str(workdir / "slurm" / "%j")])  # fmt: skip
+    script = _make_sbatch_string(command=command, folder=workdir / "slurm" / "%j", **parameters)
+    return (
+        f"would submit 1 job array of {tasks} tasks for the {left} cells left of matrix "
+        f"{matrix_name} (each task a worker: claims keep each cell to one task)\n\n{script}"
+    )
+
+
+def check_options(options: SlurmOptions) -> None:
+    if options.timeout_min < 1:
+        raise SpecError(f"--timeout-min {options.timeout_min}: expected 1 or more minutes")
+    if options.array_parallelism < 1:
+        raise SpecError(f"--array-parallelism {options.array_parallelism}: expected 1 or more")
+    if options.gpus_per_task < 0:
+        raise SpecError(f"--slurm-gpus-per-task {options.gpus_per_task}: expected 0 or more")

@@ -1,0 +1,113 @@
+"""`bench run --workers N` on one machine: worker processes share a matrix through the claims,
+every cell is trained once, a worker that dies has its cell taken over and resumed in the same
+MLflow run, and the results are bitwise those of one process (at the same thread count)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+from bench.engine.workers import worker_slots
+from bench.errors import SpecError
+from bench.store.trackers import FINISHED, MlflowTracker
+from tests.runner_helpers import bench_cli, runs_by_label, same_weights, weights_of, write_tiny
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_workers_take_over_a_dead_workers_cell_and_match_one_process_bitwise(tmp_path):
+    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=3)
+    # cells long enough (about a second an epoch) for both workers to be busy at once
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 160"))
+    threads = str(max(1, (os.cpu_count() or 1) // 2))  # what each of 2 CPU workers gets
+    reference = bench_cli(["run", "--matrix", str(matrix)], tmp_path / "one",
+                          env={"OMP_NUM_THREADS": threads})  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    work = tmp_path / "two"
+    marker = tmp_path / "killed-once"
+    result = bench_cli(["run", "--matrix", str(matrix), "--workers", "2"], work,
+                       fault=f"kill-once:2:1:{marker}")  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert marker.is_file() and "died (exit code -9)" in out  # one worker was SIGKILLed
+    assert "database is locked" not in out and "Traceback" not in out
+
+    runs = MlflowTracker(work).search()
+    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}  # nothing left RUNNING
+    per_key = Counter(r.tags["run_key"] for r in runs)
+    assert len(per_key) == 2 * 3 + 1 and set(per_key.values()) == {1}  # 6 cells + the teacher
+    resumed = [r for r in runs if r.tags.get("resume_count") == "1"]
+    assert len(resumed) == 1  # the dead worker's cell, taken over in the same MLflow run
+    for run in runs:  # no epoch trained or logged twice, the taken-over run included
+        epochs = 1 if run.tags["role"] == "teacher" else 3
+        steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
+        assert steps == list(range(1, epochs + 1)), (run.tags["mlflow.runName"], steps)
+    assert "done: 6 trained, 0 already finished" in out
+    assert "[worker 0]" in out and "[worker 1]" in out  # both shared the work
+    assert {r.tags["torch_threads"] for r in runs} == {threads}
+
+    ours, theirs = runs_by_label(work), runs_by_label(tmp_path / "one")
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert same_weights(weights_of(work, ours[key]), weights_of(tmp_path / "one",
+                                                                    theirs[key])), key  # fmt: skip
+
+
+def test_worker_slots_pin_k_workers_to_each_gpu_and_split_cpu_cores():
+    slots = worker_slots(None, ["0", "3"], 2, "cuda")
+    assert [(s.device, s.visible_gpu) for s in slots] == [("cuda", "0"), ("cuda", "0"),
+                                                         ("cuda", "3"), ("cuda", "3")]  # fmt: skip
+    cpu = worker_slots(2, [], 1, "cpu")
+    assert [s.threads for s in cpu] == [max(1, (os.cpu_count() or 1) // 2)] * 2
+    with pytest.raises(SpecError, match="--workers 3 with --gpus 0,3 and --workers-per-gpu 2: "
+                       "the GPUs give 4 workers"):  # fmt: skip
+        worker_slots(3, ["0", "3"], 2, "cuda")
+
+
+def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.store.trackers import KILLED, RUNNING
+
+    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=3)
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100")
+                      .replace("epochs: 3,", "epochs: 4,").replace("[2]", "[3]"))  # fmt: skip
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
+               "--workdir", str(work)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while True:  # until two runs are training past their first committed epoch
+        busy = []
+        if (work / "mlflow.db").is_file():
+            busy = [r for r in MlflowTracker(work).search()
+                    if r.status == RUNNING and r.tags.get("epoch")]  # fmt: skip
+        if len(busy) >= 2:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    stopped = MlflowTracker(work).search()
+    assert not [r for r in stopped if r.status == RUNNING]
+    killed = [r for r in stopped if r.status == KILLED]
+    assert len(killed) >= 2 and all(r.tags["resumable"] == "true" for r in killed)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = MlflowTracker(work).search()
+    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}
+    assert len(runs) == 2 * 3 + 1  # each killed run resumed in its own MLflow run
+    for run in runs:
+        epochs = 1 if run.tags["role"] == "teacher" else 4
+        steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
+        assert steps == list(range(1, epochs + 1)), steps
