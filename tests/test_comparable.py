@@ -252,3 +252,23 @@ def test_tinyimagenet_full_finds_the_published_dot_rows_and_says_why_they_differ
             assert found[0] == "augmentation RandomRotation(20) + flip (kdbench: pad-crop-flip)"
             assert found[1].startswith("teacher self-trained"), found
             assert len(found) == 2, found
+
+
+def test_nkd_imagenet_rows_are_found_and_say_what_differs():
+    from bench.spec import MethodSpec
+
+    ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
+    pair = ("torchvision:resnet34", "torchvision:resnet18")
+    kd = cell("imagenet_full", "kd", pair)
+    nkd = dataclasses.replace(kd, method=MethodSpec("nkd", "nkd", {"temperature": 1.0,
+                                                                   "gamma": 1.5, "w_ce": 1.0}))
+    row = TABLE.find("imagenet", *pair, "nkd")
+    assert row.top1 == 71.96
+    assert reasons(nkd, ours, row) == [
+        "teachers: OpenMMLab's mmcls checkpoints (resnet34_8xb32_in1k, resnet50_8xb32_in1k), not "
+        "torchvision's",
+        "data pipeline: mmcls's (kdbench: torchvision's PIL pipeline)",
+        "batch_size 512 ≠ 256",  # imagenet_full keeps mdistiller's recipe
+        "lr 0.2 ≠ 0.1",
+        "metric unknown: the source does not say which epoch it reports",
+    ]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_two_workers_take_over_a_dead_workers_cell_and_match_one_process_bitwise(tmp_path):
     matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=3)
     # cells long enough (about a second an epoch) for both workers to be busy at once
-    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 160"))
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
     threads = str(max(1, (os.cpu_count() or 1) // 2))  # what each of 2 CPU workers gets
     reference = bench_cli(["run", "--matrix", str(matrix)], tmp_path / "one",
                           env={"OMP_NUM_THREADS": threads})  # fmt: skip

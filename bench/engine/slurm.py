@@ -108,10 +108,10 @@ def submit(
     import submitit
 
     workdir = Path(workdir)
+    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
     matrix, left = prepare(matrix, tracker, workdir, shard)
     if left == 0:
         return [], 0
-    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
     # a task is requeued at most 3 times on time-out (submitit's default), without limit on
     # preemption
     executor = submitit.AutoExecutor(folder=workdir / "slurm" / "%j", cluster=cluster)

@@ -145,13 +145,13 @@ def run_workers(
     log: Callable[[str], None] = tqdm.write,
 ) -> MatrixSummary:
     workdir = Path(workdir)
+    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is done
     for folder in WRITTEN_FOLDERS:
         remove_orphan_temps(workdir / folder)
     matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, shard)
     left = [c for c in cells if c.state != DONE]
     fetch_published_teachers(matrix, workdir, [c.run for c in left])
-    open_claims(workdir, claims_uri)  # a bad claims URI is one line before any worker starts
     log(
         f"matrix {matrix.name}: {len(left)} of {len(cells)} cells to do, {len(slots)} workers on "
         f"{socket.gethostname()}"
