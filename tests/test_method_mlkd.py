@@ -208,3 +208,12 @@ def test_two_views_are_refused_in_one_line_where_they_cannot_be_served():
     with pytest.raises(SpecError, match="--teacher-cache: method 'mlkd' sees a strong view"):
         build_matrix(raw, "t", data_hash="h", teacher_cache="float16")
     build_matrix(raw, "t", data_hash="h")
+
+
+def test_bench_list_methods_shows_mlkd_with_its_paper_and_formula(capsys):
+    from bench.__main__ import main
+
+    assert main(["list", "methods", "mlkd"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mlkd: MLKD (Jin et al., CVPR 2023) (needs: teacher, two_views)")
+    assert "τ ∈ {T,3,5,2,6}" in out and "\nkd:" not in out  # the pattern filters

@@ -111,3 +111,18 @@ def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_p
         epochs = 1 if run.tags["role"] == "teacher" else 4
         steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
         assert steps == list(range(1, epochs + 1)), steps
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--workers", "0"], "error: --workers 0: expected 1 or more"),
+    (["--gpus", "0,0"], "error: --gpus '0,0': expected distinct GPU indices, e.g. 0,1,2,3"),
+    (["--workers", "2", "--workers-per-gpu", "0"], "error: --workers-per-gpu 0: expected 1 or "
+     "more"),
+])  # fmt: skip
+def test_bad_worker_options_are_one_line_before_anything_is_written(args, expected, tmp_path,
+                                                                    capsys):  # fmt: skip
+    from bench.__main__ import main
+
+    assert main(["run", "--matrix", "smoke", "--workdir", str(tmp_path), *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [expected]
+    assert not (tmp_path / "mlflow.db").exists()

@@ -7,6 +7,7 @@ error answer without importing the training engine.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 from pathlib import Path
 
@@ -150,18 +151,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from bench.store.trackers import open_tracker
 
+    slots = None
+    if args.workers is not None or args.gpus or args.claims:
+        from bench.engine import workers
+        from bench.store.claims import open_claims
+
+        slots = workers.worker_slots(  # bad values are one line before the store is opened
+            args.workers if args.workers is not None else None if args.gpus else 1,
+            workers.parse_gpus(args.gpus), args.workers_per_gpu, device.type,
+        )  # fmt: skip
+        open_claims(workdir, args.claims)
     tracker = open_tracker(args.tracking, workdir)
     print(
         f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) on {device.type}; "
         f"tracking {tracker.describe()}"
     )
-    if args.workers or args.gpus or args.claims:
-        from bench.engine import workers
-
-        slots = workers.worker_slots(
-            args.workers if args.workers or not args.gpus else None,
-            workers.parse_gpus(args.gpus), args.workers_per_gpu, device.type,
-        )  # fmt: skip
+    if slots is not None:
         summary = workers.run_workers(
             matrix, tracker=tracker, workdir=workdir, slots=slots, claims_uri=args.claims,
             retry_failed=args.retry_failed, shard=shard,
@@ -242,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "methods":
         import methods
 
-        for name in methods.available():
+        for name in fnmatch.filter(methods.available(), args.pattern):
             params = methods.all_params(name)
             needs = methods.needs(name)
             title, note = methods.describe(name)
