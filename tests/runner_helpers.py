@@ -51,3 +51,21 @@ def weights_of(workdir: Path, record) -> dict:
 
 def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def assert_each_cell_finished_once(store, cells: int, epochs: int) -> list:
+    """Every run FINISHED (none left RUNNING), one run per run key (the cells and their teacher),
+    and each run's epochs logged once each, in order (the teacher trains 1 epoch)."""
+    from collections import Counter
+
+    from bench.store.trackers import FINISHED
+
+    runs = store.search()
+    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}
+    per_key = Counter(r.tags["run_key"] for r in runs)
+    assert len(per_key) == cells + 1 and set(per_key.values()) == {1}, per_key
+    for run in runs:
+        expected = 1 if run.tags["role"] == "teacher" else epochs
+        steps = [step for step, _ in store.history(run.run_id, "test/top1")]
+        assert steps == list(range(1, expected + 1)), (run.tags["mlflow.runName"], steps)
+    return runs

@@ -5,15 +5,14 @@ last epoch checkpoint in the same MLflow run. `--executor slurm --dry-run` print
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pytest
 
 from bench.__main__ import main
 from bench.engine import slurm
 from bench.spec import load_matrix
-from bench.store.trackers import FINISHED, MlflowTracker
-from tests.runner_helpers import write_tiny
+from bench.store.trackers import MlflowTracker
+from tests.runner_helpers import assert_each_cell_finished_once, write_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,9 @@ def test_a_job_array_trains_each_cell_once_and_a_timed_out_task_resumes(tmp_path
     logs = "".join(p.read_text() for p in (work / "slurm").rglob("*_log.*"))
     assert "Requeued job" in logs  # submitit requeued the signalled task
 
-    runs = MlflowTracker(work).search()
-    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}
-    per_key = Counter(r.tags["run_key"] for r in runs)
-    assert len(per_key) == 4 + 1 and set(per_key.values()) == {1}
+    runs = assert_each_cell_finished_once(MlflowTracker(work), cells=4, epochs=3)
     resumed = [r for r in runs if r.tags.get("resume_count") == "1"]
     assert len(resumed) == 1  # the interrupted run, resumed from its epoch-1 checkpoint
-    for run in runs:
-        epochs = 1 if run.tags["role"] == "teacher" else 3
-        steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
-        assert steps == list(range(1, epochs + 1)), steps
 
 
 def test_dry_run_prints_the_array_it_would_submit_and_reads_no_data(tmp_path, capsys):

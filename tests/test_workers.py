@@ -5,14 +5,20 @@ MLflow run, and the results are bitwise those of one process (at the same thread
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pytest
 
 from bench.engine.workers import worker_slots
 from bench.errors import SpecError
-from bench.store.trackers import FINISHED, MlflowTracker
-from tests.runner_helpers import bench_cli, runs_by_label, same_weights, weights_of, write_tiny
+from bench.store.trackers import MlflowTracker
+from tests.runner_helpers import (
+    assert_each_cell_finished_once,
+    bench_cli,
+    runs_by_label,
+    same_weights,
+    weights_of,
+    write_tiny,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +40,10 @@ def test_two_workers_take_over_a_dead_workers_cell_and_match_one_process_bitwise
     assert marker.is_file() and "died (exit code -9)" in out  # one worker was SIGKILLed
     assert "database is locked" not in out and "Traceback" not in out
 
-    runs = MlflowTracker(work).search()
-    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}  # nothing left RUNNING
-    per_key = Counter(r.tags["run_key"] for r in runs)
-    assert len(per_key) == 2 * 3 + 1 and set(per_key.values()) == {1}  # 6 cells + the teacher
+    # no epoch trained or logged twice, the taken-over run included
+    runs = assert_each_cell_finished_once(MlflowTracker(work), cells=2 * 3, epochs=3)
     resumed = [r for r in runs if r.tags.get("resume_count") == "1"]
     assert len(resumed) == 1  # the dead worker's cell, taken over in the same MLflow run
-    for run in runs:  # no epoch trained or logged twice, the taken-over run included
-        epochs = 1 if run.tags["role"] == "teacher" else 3
-        steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
-        assert steps == list(range(1, epochs + 1)), (run.tags["mlflow.runName"], steps)
     assert "done: 6 trained, 0 already finished" in out
     assert "[worker 0]" in out and "[worker 1]" in out  # both shared the work
     assert {r.tags["torch_threads"] for r in runs} == {threads}
@@ -103,13 +103,8 @@ def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_p
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    runs = MlflowTracker(work).search()
-    assert Counter(r.status for r in runs) == {FINISHED: len(runs)}
-    assert len(runs) == 2 * 3 + 1  # each killed run resumed in its own MLflow run
-    for run in runs:
-        epochs = 1 if run.tags["role"] == "teacher" else 3
-        steps = [step for step, _ in MlflowTracker(work).history(run.run_id, "test/top1")]
-        assert steps == list(range(1, epochs + 1)), steps
+    # each killed run resumed in its own MLflow run
+    assert_each_cell_finished_once(MlflowTracker(work), cells=2 * 3, epochs=3)
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from submitit.helpers import Checkpointable
 
 from bench.engine.binding import bind_data
 from bench.engine.published_teachers import fetch_published_teachers
@@ -53,13 +54,7 @@ class SlurmOptions:
         return parameters
 
 
-def _checkpointable():
-    import submitit
-
-    return submitit.helpers.Checkpointable
-
-
-class MatrixWorker(_checkpointable()):
+class MatrixWorker(Checkpointable):
     """A job-array task: the worker loop on this node's device. Requeued as is on time-out."""
 
     def __init__(self, matrix: Matrix, workdir: str, address, claims_uri: str | None,
