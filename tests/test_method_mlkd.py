@@ -217,3 +217,18 @@ def test_bench_list_methods_shows_mlkd_with_its_paper_and_formula(capsys):
     out = capsys.readouterr().out
     assert out.startswith("mlkd: MLKD (Jin et al., CVPR 2023) (needs: teacher, two_views)")
     assert "τ ∈ {T,3,5,2,6}" in out and "\nkd:" not in out  # the pattern filters
+
+
+def test_the_strong_view_paints_the_authors_cutout_on_most_images():
+    from bench.data.augment import CIFAR100_NORMALIZATION
+    from bench.data.strong_augment import CUTOUT_FILL, strong_view
+
+    black = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
+    out = strong_view(black, seed=0, epoch=1, indices=torch.arange(64),
+                      stats=CIFAR100_NORMALIZATION)  # fmt: skip
+    mean, std = CIFAR100_NORMALIZATION.tensors("cpu")
+    pixels = (out * std + mean) * 255
+    grey = torch.tensor(CUTOUT_FILL, dtype=torch.float32).view(1, 3, 1, 1)
+    painted = ((pixels - grey).abs() < 0.5).all(dim=1).flatten(1).any(dim=1)
+    # the side is U(0, 0.5) of the image: under one pixel for about 1 in 16 images
+    assert 0.8 <= painted.float().mean().item() <= 1.0

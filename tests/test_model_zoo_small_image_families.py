@@ -30,6 +30,40 @@ def test_tiny_imagenet_mobilenetv2_has_mdistillers_state_dict_and_takes_64px():
         assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 200)
 
 
+def _golden_state(model):
+    """Deterministic weights (unit BatchNorm, convolutions ~ N(0, 1/fan_in)) and input."""
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("running_mean") or (key.endswith("bias") and value.dim() == 1
+                                            and "conv" not in key and "pre.0" not in key):
+            state[key] = torch.zeros_like(value)
+        elif key.endswith("running_var"):
+            state[key] = torch.ones_like(value)
+        elif key.endswith("num_batches_tracked"):
+            state[key] = value
+        elif value.dim() == 1:
+            state[key] = torch.ones_like(value)
+        else:
+            state[key] = torch.randn(value.shape, generator=g) / value[0].numel() ** 0.5
+    return state, torch.randn(2, 3, 64, 64, generator=g)  # fmt: skip
+
+
+# mdistiller's mobilenetv2_tinyimagenet in eval mode with `_golden_state`: logits[:, :3], run
+# once outside the project
+MDISTILLER_MV2_TINY_LOGITS = [[3.524606466293335, -0.6946373581886292, 0.6848092675209045],
+                              [3.520963430404663, -0.6922838687896729, 0.6850319504737854]]
+
+
+def test_tiny_imagenet_mobilenetv2_computes_what_mdistillers_does():
+    model = model_zoo.create("mobilenetv2_tinyimagenet", num_classes=200).eval()
+    state, x = _golden_state(model)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        logits = model(x)[:, :3]
+    assert torch.allclose(logits, torch.tensor(MDISTILLER_MV2_TINY_LOGITS), atol=1e-4)
+
+
 @pytest.mark.parametrize("name,builder", [("ResNet34", torchvision.models.resnet34),
                                           ("ResNet101", torchvision.models.resnet101),
                                           ("ResNet18", torchvision.models.resnet18),

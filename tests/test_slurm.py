@@ -43,12 +43,13 @@ def test_a_job_array_trains_each_cell_once_and_a_timed_out_task_resumes(tmp_path
 
 def test_dry_run_prints_the_array_it_would_submit_and_reads_no_data(tmp_path, capsys):
     args = ["run", "--matrix", "cifar100_full", "--executor", "slurm", "--dry-run",
-            "--slurm-partition", "a100", "--array-parallelism", "16", "--timeout-min", "600",
+            "--slurm-partition", "a100", "--array-parallelism", "16", "--array-size", "32",
+            "--timeout-min", "600",
             "--workdir", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("would submit 1 job array of 16 tasks for the 210 cells left")
-    for line in ("#SBATCH --array=0-15%16", "#SBATCH --partition=a100", "#SBATCH --time=600",
+    assert out.startswith("would submit 1 job array of 32 tasks for the 210 cells left")
+    for line in ("#SBATCH --array=0-31%16", "#SBATCH --partition=a100", "#SBATCH --time=600",
                  "#SBATCH --gpus-per-node=1", "#SBATCH --signal=USR2@120"):  # fmt: skip
         assert line in out, line
     assert not (tmp_path / "data").exists() and not os.listdir(tmp_path)  # nothing written
