@@ -35,8 +35,9 @@ ALLOWED = {
 }
 # Only the command layers load a layer inside a function (so `bench list` never imports torch).
 LAZY_FIRST_PARTY_ALLOWED = {"cli", "perf"}
-DATA_ORDER = {"augment": 0, "folder_transforms": 0, "strong_augment": 0, "datasets": 1,
-              "backends": 2}  # fmt: skip
+# sharding (a rank's part of each batch of an epoch order) sits with the order it cuts
+DATA_ORDER = {"augment": 0, "folder_transforms": 0, "strong_augment": 0, "sharding": 0,
+              "datasets": 1, "backends": 2}  # fmt: skip
 DATA_TOP = 3  # loaders, prepare, the package itself
 
 

@@ -81,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="local (this machine) or slurm: one submitit job array of workers",
     )
     run.add_argument("--slurm-partition", help="with --executor slurm")
-    run.add_argument("--slurm-gpus-per-task", type=int, default=1, help="GPUs of each task")
+    run.add_argument(
+        "--slurm-gpus-per-task",
+        type=int,
+        default=1,
+        help="GPUs of each array task; more than 1: one DDP run across them (a process per GPU)",
+    )
+    run.add_argument(
+        "--slurm-nodes", type=int, default=1, help="nodes of each array task (one DDP run across)"
+    )
     run.add_argument("--slurm-cpus-per-task", type=int, help="CPUs of each task")
     run.add_argument("--array-parallelism", type=int, default=64, help="tasks running at once")
     run.add_argument("--array-size", type=int, help="tasks (default: one per cell to do, capped)")
@@ -91,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="postgresql:// URI whose advisory locks claim cells across machines that share only "
         "the store (default $KDBENCH_CLAIMS, else file locks in the workdir)",
+    )
+    run.add_argument(
+        "--ddp-timeout-s",
+        type=int,
+        default=600,
+        metavar="S",
+        help="under torchrun: how long a collective waits for a silent rank before the run "
+        "stops (resumable) naming it",
     )
     run.add_argument(
         "--precision",
@@ -152,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--data", action="store_true", help="time the data backends only")
     perf.add_argument(
         "--workers", metavar="1,2,...", help="matrix throughput (cells/hour) with these workers"
+    )
+    perf.add_argument(
+        "--ddp",
+        metavar="1,2,4,8",
+        help="DDP scaling: train img/s of one run on each number of ranks (torchrun), as "
+        "efficiency against the single process, on a generated 224 px image folder",
     )
     perf.add_argument("--json", help="write the results here (default: print only)")
     perf.add_argument("--workdir")

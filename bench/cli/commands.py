@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -93,11 +94,13 @@ def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard
     options = slurm.SlurmOptions(
         partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
         cpus_per_task=args.slurm_cpus_per_task, timeout_min=args.timeout_min,
-        array_parallelism=args.array_parallelism, tasks=args.array_size,
+        array_parallelism=args.array_parallelism, tasks=args.array_size, nodes=args.slurm_nodes,
     )  # fmt: skip
     slurm.check_options(options)
+    if options.world_size > 1:
+        _check_ddp_matrix(matrix, None)
     if args.dry_run:
-        keyed, unkeyed_reason = _with_present_data(matrix, workdir)
+        keyed, unkeyed_reason = _with_present_data(matrix.on_ranks(options.world_size), workdir)
         if unkeyed_reason:
             left = sum(runner.in_shard(run, shard) for run in matrix.runs)
         else:
@@ -128,12 +131,16 @@ def _by_method(runs: list[RunSpec]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.engine import runner
+    from bench.engine import distributed, runner
 
     device = _device(args.device)
     workdir = resolve_workdir(args.workdir)
     matrix = _matrix(args, device)
     shard = runner.parse_shard(args.shard)
+    if distributed.launched():  # torchrun: the runs' keys hold the number of ranks
+        if (args.dry_run or args.print_spec) and os.environ["RANK"] != "0":
+            return 0  # rank 0 answers
+        matrix = matrix.on_ranks(distributed.world_size())
     if args.print_spec:
         matrix, unkeyed_reason = _with_present_data(matrix, workdir)
         chosen = select(matrix.runs, args.print_spec)
@@ -149,6 +156,77 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _dry_run(matrix, args, workdir, shard)
         return 0
+    if distributed.launched():
+        _check_ddp_options(args)
+        _check_ddp_matrix(matrix, device)
+        group = distributed.from_environment(device.type, args.ddp_timeout_s)
+        try:
+            return _run_ddp(group, matrix, args, distributed.device_for(group, device), workdir,
+                            shard)  # fmt: skip
+        finally:
+            group.close()
+    return _run_local(matrix, args, device, workdir, shard)
+
+
+def _check_ddp_options(args: argparse.Namespace) -> None:
+    for flag, given in (("--workers", args.workers is not None), ("--gpus", args.gpus),
+                        ("--isolate", args.isolate)):  # fmt: skip
+        if given:
+            raise SpecError(
+                f"{flag}: under torchrun every process is one rank of the same run; start "
+                f"--workers without torchrun, or torchrun without {flag}"
+            )
+
+
+def _check_ddp_matrix(matrix: Matrix, device: torch.device | None) -> None:
+    """What a DDP run cannot do, refused in one line before any rank starts."""
+    import methods
+
+    for run in matrix.runs:
+        if methods.needs(run.method.name).optimizer:
+            raise SpecError(
+                f"method {run.method.name}: its own optimizer takes two backward passes per step, "
+                "which DDP's gradient all-reduce does not support; run it in one process"
+            )
+    if device is None:
+        return
+    if device.type != "cuda" and any(run.recipe.sync_bn for run in matrix.runs):
+        raise SpecError(
+            f"recipe.sync_bn: true: torch's SyncBatchNorm runs on CUDA only, not on {device.type}; "
+            "set recipe.sync_bn=false (each rank's own BatchNorm statistics)"
+        )
+
+
+def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
+    """One matrix, each run trained by every rank of the group; rank 0 leads."""
+    from bench.engine import ranks, runner
+
+    if not group.is_main:
+        ranks.follow(group, workdir=workdir, device=device)
+        return 0
+    try:
+        from bench.store.claims import open_claims
+        from bench.store.trackers import open_tracker
+
+        claims = open_claims(workdir, args.claims)
+        tracker = open_tracker(args.tracking, workdir)
+        batch = matrix.recipe.batch_size
+        print(
+            f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) with DDP on {group.world} "
+            f"ranks ({group.backend}): global batch {batch}, {batch // group.world} per rank; "
+            f"tracking {tracker.describe()}"
+        )
+        summary = runner.run_matrix(
+            matrix, tracker=tracker, workdir=workdir, device=device,
+            retry_failed=args.retry_failed, shard=shard, claims=claims, group=group,
+        )  # fmt: skip
+    finally:
+        group.post(ranks.DONE)
+    return _print_summary(summary)
+
+
+def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
+    from bench.engine import runner
     from bench.store.trackers import open_tracker
 
     slots = None
@@ -181,6 +259,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             shard=shard,
         )
+    return _print_summary(summary)
+
+
+def _print_summary(summary) -> int:
     print(
         f"done: {len(summary.trained)} trained, {len(summary.skipped)} already finished, "
         f"{len(summary.failed)} failed, {len(summary.blocked)} blocked, "

@@ -14,6 +14,7 @@ from bench.data.backends.memory_backend import MemoryLoader
 from bench.data.backends.torch_backend import SampleLoader, TorchLoader
 from bench.data.datasets.imagefolder import FolderSamples, load_folder
 from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, folder_root, load_arrays
+from bench.data.sharding import WHOLE, Shard, check_shardable
 from bench.spec import check_data, check_views
 
 
@@ -83,16 +84,20 @@ def make_loaders(
     workdir: Path,
     test_batch_size: int | None = None,
     views: int = 1,
+    shard: Shard = WHOLE,
 ) -> Loaders:
     """The one place that dispatches over dataset x backend. With `views=2` each train batch is
-    the weak views of its images, then their strong views ([2B]; labels and indices [B])."""
+    the weak views of its images, then their strong views ([2B]; labels and indices [B]). Under
+    DDP (`shard`), each batch is this rank's part of the global batch of `batch_size`."""
     test_batch_size = test_batch_size or batch_size
     check_data(data)
     check_views(data, views)
     workdir = Path(workdir)
     if data.dataset in IMAGE_FOLDER_DATASETS and not data.prepared_arrays:
-        return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir)
+        return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir, shard)
     splits = load_arrays(data, workdir)
+    check_shardable(batch_size, len(splits.train_labels), shard)
+    check_shardable(test_batch_size, len(splits.test_labels), shard, "test")
     if data.backend == "ffcv":
         train, test = ffcv_backend.make_ffcv_loaders(
             splits,
@@ -105,6 +110,7 @@ def make_loaders(
             num_workers=data.num_workers,
             device=device,
             views=views,
+            shard=shard,
         )
     else:
         if data.backend == "torch":
@@ -121,6 +127,7 @@ def make_loaders(
             views=views,
             device=device,
             stats=splits.normalization,
+            shard=shard,
             **options,
         )
     return Loaders(
@@ -135,10 +142,13 @@ def make_loaders(
     )
 
 
-def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path) -> Loaders:
+def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path,
+                    shard: Shard) -> Loaders:  # fmt: skip
     splits = load_folder(
         folder_root(data, workdir), data.subset_per_class, data.test_subset_per_class
     )
+    check_shardable(batch_size, len(splits.train_keep), shard)
+    check_shardable(test_batch_size, len(splits.test_keep), shard, "test")
     if data.backend == "ffcv":
         train, test = ffcv_backend.make_ffcv_imagefolder_loaders(
             splits.root,
@@ -152,6 +162,7 @@ def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Pa
             augment=data.augment,
             num_workers=data.num_workers,
             device=device,
+            shard=shard,
         )
     else:
         train, test = (
@@ -162,6 +173,7 @@ def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Pa
                 train=is_train,
                 num_workers=data.num_workers,
                 device=device,
+                shard=shard,
             )
             for samples, keep, batch, is_train in (
                 (splits.train_samples, splits.train_keep, batch_size, True),

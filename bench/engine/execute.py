@@ -24,7 +24,9 @@ import methods
 import model_zoo
 from bench.data import Loaders, make_loaders
 from bench.data.datasets.registry import load_arrays
+from bench.data.sharding import WHOLE, Shard
 from bench.engine import checkpoint, faults, teacher_cache
+from bench.engine.distributed import Group, RankDied, single
 from bench.engine.environment import apply_precision, environment_tags, pip_freeze
 from bench.engine.train import TeacherForward, build_optimizer, train_epochs
 from bench.errors import BenchError, RunFailed
@@ -51,6 +53,21 @@ class LoadedTeacher:
     model: nn.Module
     sha256: str
     top1: float
+    path: str | None = None  # the file it was loaded from (None: the arch's pretrained weights)
+
+
+@dataclass(frozen=True)
+class TrainOrder:
+    """Rank 0's order to the other ranks of a DDP group: train `run` with this teacher (its
+    file and sha256), from the checkpoint of `resume_epoch` (None: from scratch)."""
+
+    run: RunSpec
+    teacher: tuple[str, str | None, str] | None  # (arch, file or None, sha256)
+    resume_epoch: int | None
+
+
+class GroupAborted(BenchError):
+    """Rank 0 failed where the other ranks did not: the group stops (they exit with it)."""
 
 
 class RefusedResume(BenchError):
@@ -61,18 +78,21 @@ def checkpoint_path(workdir: Path, run: RunSpec) -> Path:
     return Path(workdir) / "checkpoints" / f"{run.run_key}.pt"
 
 
-def loaders_for(run: RunSpec, device: torch.device, workdir: Path) -> Loaders:
-    """Loaders shared by the runs of one process that read the same data the same way."""
+def loaders_for(run: RunSpec, device: torch.device, workdir: Path, shard: Shard = WHOLE) -> Loaders:
+    """Loaders shared by the runs of one process that read the same data the same way; under
+    DDP, this rank's part of every batch (`shard`)."""
     views = 2 if methods.needs(run.method.name).two_views else 1
-    return _loaders(run.data, run.recipe.batch_size, run.seed, str(device), str(workdir), views)
+    return _loaders(run.data, run.recipe.batch_size, run.seed, str(device), str(workdir), views,
+                    shard)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=8)
 def _loaders(
-    data: DataSpec, batch_size: int, seed: int, device: str, workdir: str, views: int = 1
-) -> Loaders:
+    data: DataSpec, batch_size: int, seed: int, device: str, workdir: str, views: int = 1,
+    shard: Shard = WHOLE,
+) -> Loaders:  # fmt: skip
     return make_loaders(data, batch_size=batch_size, seed=seed, device=torch.device(device),
-                        workdir=Path(workdir), views=views)  # fmt: skip
+                        workdir=Path(workdir), views=views, shard=shard)  # fmt: skip
 
 
 class _NanInjection(nn.Module):
@@ -252,6 +272,81 @@ def _check_checkpoint(state: dict, ckpt_file: Path, run: RunSpec, teacher_sha) -
         )
 
 
+@dataclass
+class _Built:
+    loaders: Loaders
+    student: nn.Module
+    method: methods.Method
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    teacher_logits: object
+    channels_last: bool
+
+
+def _build(run: RunSpec, device, workdir: Path, teacher, group: Group) -> _Built:
+    """The run's loaders, student, method and optimizer; the same on every rank (same seed)."""
+    apply_precision(run.execution.precision)
+    loaders = loaders_for(run, device, workdir, group.shard)
+    torch.manual_seed(run.seed)
+    student = model_zoo.create(run.student, num_classes=loaders.num_classes).to(device)
+    channels_last = run.execution.memory_format == "channels_last"
+    if channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    method = _build_method(run, loaders, teacher, device)
+    nan_epoch = faults.nan_from_epoch(run.name)
+    loss_fn = _NanInjection(method, nan_epoch) if nan_epoch is not None else method
+    optimizer = build_optimizer(student, run.recipe, device, method)
+    teacher_logits = _teacher_logits(run, teacher, loaders, device, workdir)
+    return _Built(loaders, student, method, loss_fn, optimizer, teacher_logits, channels_last)
+
+
+def _parallel(student: nn.Module, run: RunSpec, device, group: Group) -> nn.Module:
+    """The student as DistributedDataParallel (rank 0's weights broadcast at construction), with
+    SyncBatchNorm where the recipe asks for it; the module itself in a single process."""
+    if not group.distributed:
+        return student
+    if run.recipe.sync_bn:
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    ids = [device.index] if device.type == "cuda" else None
+    # buffers (BatchNorm statistics) go from rank 0 to the others at every forward (the default)
+    return nn.parallel.DistributedDataParallel(student, device_ids=ids)
+
+
+def _teacher_order(teacher: LoadedTeacher | None):
+    return None if teacher is None else (teacher.arch, teacher.path, teacher.sha256)
+
+
+def follow_run(order: TrainOrder, *, group: Group, workdir: Path, device, teacher,
+               stop_requested=lambda: False) -> None:  # fmt: skip
+    """A rank > 0's side of `execute_run`: the same model from the same checkpoint, its part of
+    each batch; rank 0 logs and checkpoints. A NaN ends the run on every rank in the same epoch
+    (rank 0 records it); any other error leaves the group."""
+    run = order.run
+    built = _build(run, device, Path(workdir), teacher, group)
+    if order.resume_epoch is not None:
+        ckpt_file = checkpoint_path(Path(workdir), run)
+        state = checkpoint.load(ckpt_file)
+        if state["epoch"] != order.resume_epoch or state["run_key"] != run.run_key:
+            raise GroupAborted(
+                f"{ckpt_file}: rank {group.rank} reads epoch {state['epoch']} where rank 0 "
+                f"resumes epoch {order.resume_epoch}; the ranks must share the work directory"
+            )
+        built.student.load_state_dict(state["model"])
+        built.optimizer.load_state_dict(state["optimizer"])
+        built.method.load_state_dict(state["method"])
+    start = 1 if order.resume_epoch is None else order.resume_epoch + 1
+    try:
+        train_epochs(
+            _parallel(built.student, run, device, group), built.loss_fn, built.teacher_logits,
+            built.loaders, run.recipe, built.optimizer, device=device,
+            precision=run.execution.precision, start_epoch=start,
+            on_epoch=lambda epoch, metrics: None, stop_requested=stop_requested,
+            channels_last=built.channels_last, group=group,
+        )  # fmt: skip
+    except RunFailed:
+        pass  # agreed by every rank (the NaN flag is summed); rank 0 records it
+
+
 def execute_run(
     run: RunSpec,
     *,
@@ -263,21 +358,19 @@ def execute_run(
     on_epoch_done=None,
     on_progress=None,
     stop_requested=lambda: False,
+    group: Group | None = None,
 ) -> Outcome:
-    """Train `run` to the end (or to an interruption), resuming from its checkpoint if any."""
+    """Train `run` to the end (or to an interruption), resuming from its checkpoint if any.
+
+    Under DDP this is rank 0's side: it alone talks to the tracker and writes checkpoints, and
+    it orders the other ranks (`follow_run`) to train with it once the start point is known."""
+    group = group or single()
     workdir = Path(workdir)
-    apply_precision(run.execution.precision)
-    loaders = loaders_for(run, device, workdir)
-    torch.manual_seed(run.seed)
-    student = model_zoo.create(run.student, num_classes=loaders.num_classes).to(device)
-    channels_last = run.execution.memory_format == "channels_last"
-    if channels_last:
-        student = student.to(memory_format=torch.channels_last)
-    method = _build_method(run, loaders, teacher, device)
-    nan_epoch = faults.nan_from_epoch(run.name)
-    loss_fn = _NanInjection(method, nan_epoch) if nan_epoch is not None else method
-    optimizer = build_optimizer(student, run.recipe, device, method)
-    teacher_logits = _teacher_logits(run, teacher, loaders, device, workdir)
+    built = _build(run, device, workdir, teacher, group)
+    student, method, loss_fn, optimizer = (built.student, built.method, built.loss_fn,
+                                           built.optimizer)  # fmt: skip
+    loaders, teacher_logits, channels_last = (built.loaders, built.teacher_logits,
+                                              built.channels_last)  # fmt: skip
     teacher_sha = teacher.sha256 if teacher is not None else None
 
     ckpt_file = checkpoint_path(workdir, run)
@@ -314,6 +407,8 @@ def execute_run(
                                   "host": socket.gethostname()})  # fmt: skip
     else:
         run_id = _start_or_adopt(run, tracker, workdir, device, teacher, role)
+    group.post(TrainOrder(run, _teacher_order(teacher),
+                          None if state is None else state["epoch"]))  # fmt: skip
 
     def commit_epoch(epoch: int, metrics: dict[str, float]) -> None:
         nonlocal best, last_metrics
@@ -343,7 +438,7 @@ def execute_run(
 
     try:
         last_epoch = train_epochs(
-            student,
+            _parallel(student, run, device, group),
             loss_fn,
             teacher_logits,
             loaders,
@@ -356,12 +451,17 @@ def execute_run(
             on_progress=on_progress,
             stop_requested=stop_requested,
             channels_last=channels_last,
+            group=group,
         )
     except Exception as exc:
         problem = storage_problem(exc)
         if problem is not None:
             _leave_resumable(tracker, run_id)  # the last committed checkpoint stays
             raise StorageError(problem) from None
+        if isinstance(exc, RankDied):
+            tracker.set_tags(run_id, {"failure_reason": str(exc)})
+            _leave_resumable(tracker, run_id)
+            raise
         epoch = exc.epoch if isinstance(exc, RunFailed) else None
         reason = exc.reason if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
         reason = reason.splitlines()[0] if reason else type(exc).__name__
@@ -372,6 +472,9 @@ def execute_run(
         tracker.finish(run_id, FAILED)
         checkpoint.remove(ckpt_file)
         where = f"epoch {epoch}: " if epoch is not None else ""
+        if group.distributed and not isinstance(exc, RunFailed):
+            # the other ranks may still be inside this run's collectives: the group ends here
+            raise GroupAborted(f"{run.name}: {where}{reason}") from exc
         return Outcome(FAILED, run_id, {}, where + reason, resumed_from)
     trained = last_epoch - start_epoch + 1
     if last_epoch < run.recipe.epochs:

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from bench.engine.binding import bind_data
+from bench.engine.distributed import Group, single
 from bench.engine.execute import Outcome, RefusedResume, checkpoint_path, execute_run
 from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.teachers import TeacherFailed, TeacherInterrupted, prepare_teacher
@@ -206,7 +207,11 @@ def run_matrix(
     isolate: bool = False,
     claims: Claims | None = None,
     log: Callable[[str], None] = tqdm.write,
+    group: Group | None = None,
 ) -> MatrixSummary:
+    """Train the matrix's cells one after the other in this process (under DDP, this being
+    rank 0 of the group that trains each run)."""
+    group = group or single()
     summary = MatrixSummary()
     claims = claims or FileClaims(workdir)
     for folder in WRITTEN_FOLDERS:  # temp files of writers that died (the live ones are kept)
@@ -247,6 +252,7 @@ def run_matrix(
                     device=device,
                     log=log,
                     stop_requested=lambda: stop.requested,
+                    group=group,
                 )
             except TeacherFailed as exc:
                 teachers[spec] = exc
@@ -288,6 +294,7 @@ def run_matrix(
                     device=device,
                     stop=stop,
                     isolate=isolate,
+                    group=group,
                 )
             except RefusedResume as exc:
                 summary.failed.append((run.name, str(exc)))
@@ -296,6 +303,8 @@ def run_matrix(
             finally:
                 claim.release()
             _record(outcome, run, summary, log)
+            if outcome.status == KILLED:  # a stop agreed by a DDP group, maybe not asked here
+                stop.requested = True
             bar.update(1)
         bar.close()
     finally:
@@ -316,12 +325,15 @@ def run_worker(
     poll_seconds: float = 2.0,
     on_event: Callable[[dict], None] = lambda event: None,
     log: Callable[[str], None] = tqdm.write,
+    group: Group | None = None,
 ) -> MatrixSummary:
     """One of several workers on one matrix (bound to its data already): take the first cell of
     the plan no live worker holds, train it, re-read the plan, until no cell is left to train.
     Cells held by others are waited for (their holder may die: its claim is then free and its
     cell is taken over, resuming from its last checkpoint); a teacher is trained by the first
-    worker that needs it while the others wait for it."""
+    worker that needs it while the others wait for it. Under DDP (a SLURM task of several
+    ranks) this is rank 0, and the group trains each run."""
+    group = group or single()
     summary = MatrixSummary()
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
     teachers: dict = {}
@@ -344,7 +356,8 @@ def run_worker(
             teacher = None
             if run.teacher is not None:
                 if run.teacher not in teachers:
-                    teachers[run.teacher] = _teacher_for(run, tracker, workdir, device, stop, log)
+                    teachers[run.teacher] = _teacher_for(run, tracker, workdir, device, stop, log,
+                                                         group)  # fmt: skip
                     claim.release_teacher()
                 teacher = teachers[run.teacher]
             attempted.add(run.run_key)
@@ -359,7 +372,7 @@ def run_worker(
                     on_epoch_done=lambda epoch, metrics, name=run.name: on_event(
                         {"event": "epoch", "name": name, "epoch": epoch,
                          "img_per_s": metrics["img_per_s"]}),
-                    stop_requested=lambda: stop.requested,
+                    stop_requested=lambda: stop.requested, group=group,
                 )  # fmt: skip
             except RefusedResume as exc:
                 outcome = Outcome(FAILED, None, {}, str(exc))
@@ -369,6 +382,8 @@ def run_worker(
         finally:
             claim.release()
         _record(outcome, run, summary, log)
+        if outcome.status == KILLED:
+            stop.requested = True
         on_event({"event": "done", "name": run.name, "status": outcome.status})
     return summary
 
@@ -408,15 +423,16 @@ def _claim_next(todo: list[Cell], claims: Claims, teachers: dict):
     return None, None
 
 
-def _teacher_for(run: RunSpec, tracker, workdir, device, stop, log):
+def _teacher_for(run: RunSpec, tracker, workdir, device, stop, log, group=None):
     try:
         return prepare_teacher(run.teacher, run, tracker=tracker, workdir=workdir, device=device,
-                               log=log, stop_requested=lambda: stop.requested)  # fmt: skip
+                               log=log, stop_requested=lambda: stop.requested,
+                               group=group)  # fmt: skip
     except TeacherFailed as exc:
         return exc
 
 
-def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate) -> Outcome:
+def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate, group) -> Outcome:
     if isolate:
         return _execute_isolated(run, tracker=tracker, workdir=workdir, device=device, stop=stop)
     run_bar = tqdm(
@@ -449,6 +465,7 @@ def _execute_cell(run, teacher, *, tracker, workdir, device, stop, isolate) -> O
             on_epoch_done=on_epoch,
             on_progress=on_progress,
             stop_requested=lambda: stop.requested,
+            group=group,
         )
     finally:
         run_bar.close()

@@ -6,6 +6,10 @@ task as it is, and the requeued task resumes the interrupted run from its last e
 (a claim dies with its holder, so any task may take the cell over). The work directory must be
 on a file system every node sees (checkpoints, teachers, data); with a server store, claims go
 through PostgreSQL (`--claims` / $KDBENCH_CLAIMS).
+
+An array task with several GPUs (`--slurm-gpus-per-task G`, one process per GPU) or nodes
+(`--slurm-nodes M`) is one DDP group of G x M ranks training each run it takes: submitit's
+`TorchDistributedEnvironment` sets the rendezvous, rank 0 is the worker, the others follow it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 from submitit.helpers import Checkpointable
 
+from bench.engine import distributed, ranks
 from bench.engine.binding import bind_data
 from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.runner import DONE, _StopFlag, plan, run_worker
@@ -39,10 +44,21 @@ class SlurmOptions:
     timeout_min: int = 24 * 60
     array_parallelism: int = 64
     tasks: int | None = None  # None: one per cell to do, at most `array_parallelism`
+    nodes: int = 1  # nodes of each array task: one DDP group across them
+
+    @property
+    def ranks_per_node(self) -> int:
+        return max(self.gpus_per_task, 1)
+
+    @property
+    def world_size(self) -> int:
+        """The DDP ranks of each array task (1: a plain worker)."""
+        return self.nodes * self.ranks_per_node
 
     def executor_parameters(self, cluster: str) -> dict[str, Any]:
-        parameters: dict[str, Any] = {"timeout_min": self.timeout_min, "tasks_per_node": 1,
-                                      "nodes": 1}  # fmt: skip
+        parameters: dict[str, Any] = {"timeout_min": self.timeout_min,
+                                      "tasks_per_node": self.ranks_per_node,
+                                      "nodes": self.nodes}  # fmt: skip
         if cluster == "slurm":
             parameters.update(slurm_array_parallelism=self.array_parallelism,
                               slurm_signal_delay_s=SIGNAL_DELAY_S,
@@ -63,9 +79,27 @@ class MatrixWorker(Checkpointable):
         self.claims_uri, self.options = claims_uri, options
 
     def __call__(self, task: int) -> dict[str, int]:
+        import submitit
+
+        if submitit.JobEnvironment().num_tasks > 1:  # this array task is one DDP group
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        group = distributed.from_environment(device.type)
+        device = distributed.device_for(group, device)
+        try:
+            if not group.is_main:
+                ranks.follow(group, workdir=Path(self.workdir), device=device)
+                return {}
+            try:
+                return self._work(task, device, group)
+            finally:
+                group.post(ranks.DONE)
+        finally:
+            group.close()
+
+    def _work(self, task: int, device: torch.device, group) -> dict[str, int]:
         stop = _StopFlag()
         stop.install()  # SIGTERM (a cancelled or killed job): stop at a step boundary, resumable
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         summary = run_worker(
             self.matrix,
             tracker=reconnect(self.address),
@@ -74,6 +108,7 @@ class MatrixWorker(Checkpointable):
             claims=open_claims(Path(self.workdir), self.claims_uri),
             stop=stop,
             log=lambda line: print(f"[task {task}] {line}", flush=True),
+            group=group,
             **self.options,
         )
         kinds = ("trained", "skipped", "failed", "blocked", "interrupted")
@@ -104,7 +139,7 @@ def submit(
 
     workdir = Path(workdir)
     open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
-    matrix, left = prepare(matrix, tracker, workdir, shard)
+    matrix, left = prepare(matrix.on_ranks(options.world_size), tracker, workdir, shard)
     if left == 0:
         return [], 0
     # a task is requeued at most 3 times on time-out (submitit's default), without limit on
@@ -132,8 +167,8 @@ def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Pa
         "array_parallelism": options.array_parallelism,
         "signal_delay_s": SIGNAL_DELAY_S,
         "map_count": tasks,
-        "ntasks_per_node": 1,
-        "nodes": 1,
+        "ntasks_per_node": options.ranks_per_node,
+        "nodes": options.nodes,
     }
     if options.partition:
         parameters["partition"] = options.partition
@@ -142,9 +177,15 @@ def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Pa
     command = shlex.join([sys.executable, "-u", "-m", "submitit.core._submit",
                           str(workdir / "slurm" / "%j")])  # fmt: skip
     script = _make_sbatch_string(command=command, folder=workdir / "slurm" / "%j", **parameters)
+    ddp = (
+        f"; each task one DDP group of {options.world_size} ranks ({options.nodes} nodes x "
+        f"{options.ranks_per_node})"
+        if options.world_size > 1
+        else ""
+    )
     return (
         f"would submit 1 job array of {tasks} tasks for the {left} cells left of matrix "
-        f"{matrix_name} (each task a worker: claims keep each cell to one task)\n\n{script}"
+        f"{matrix_name} (each task a worker: claims keep each cell to one task{ddp})\n\n{script}"
     )
 
 
@@ -155,3 +196,5 @@ def check_options(options: SlurmOptions) -> None:
         raise SpecError(f"--array-parallelism {options.array_parallelism}: expected 1 or more")
     if options.gpus_per_task < 0:
         raise SpecError(f"--slurm-gpus-per-task {options.gpus_per_task}: expected 0 or more")
+    if options.nodes < 1:
+        raise SpecError(f"--slurm-nodes {options.nodes}: expected 1 or more")

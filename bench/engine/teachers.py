@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 import model_zoo
+from bench.engine.distributed import Group
 from bench.engine.environment import apply_precision
 from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
 from bench.engine.published_teachers import fetch_published_teacher
@@ -85,7 +86,7 @@ def _rescore(model, run: RunSpec, sha: str, device, workdir: Path) -> float:
     return float(score)
 
 
-def _load(
+def load_frozen(
     arch: str, path: Path | None, num_classes: int, device, channels_last: bool
 ) -> tuple[torch.nn.Module, str]:
     """A frozen teacher from a file, or (path None) from its published pretrained weights."""
@@ -150,7 +151,10 @@ def prepare_teacher(
     device: torch.device,
     log=print,
     stop_requested=lambda: False,
+    group: Group | None = None,
 ) -> LoadedTeacher:
+    """The run's teacher, trained here (under DDP by the whole group, this being rank 0) or
+    loaded from its file; frozen and re-scored."""
     run = teacher_run(teacher, student_run)
     num_classes = run.data.num_classes or loaders_for(run, device, workdir).num_classes
     channels_last = run.execution.memory_format == "channels_last"
@@ -159,7 +163,7 @@ def prepare_teacher(
         path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
         if teacher.published:
             path = fetch_published_teacher(teacher, run.data.dataset, workdir)
-        model, sha = _load(teacher.arch, path, num_classes, device, channels_last)
+        model, sha = load_frozen(teacher.arch, path, num_classes, device, channels_last)
         top1 = _rescore(model, run, sha, device, workdir)
         if teacher.source == "published":
             _check_published_accuracy(teacher, run, top1, sha, log)
@@ -184,7 +188,7 @@ def prepare_teacher(
             f"teacher {teacher.arch}: loaded {source} (sha256 {sha[:12]}), "
             f"re-scored top-1 {top1:.2f}"
         )
-        return LoadedTeacher(teacher.arch, model, sha, top1)
+        return LoadedTeacher(teacher.arch, model, sha, top1, None if path is None else str(path))
 
     target = _teacher_file(workdir, run.run_key)
     with file_lock(Path(workdir) / "locks" / f"teacher-{run.run_key}.lock"):
@@ -206,6 +210,7 @@ def prepare_teacher(
                 teacher=None,
                 role="teacher",
                 stop_requested=stop_requested,
+                group=group,
             )
             if outcome.status == KILLED:
                 raise TeacherInterrupted(f"teacher {teacher.arch} interrupted")
@@ -218,8 +223,8 @@ def prepare_teacher(
             record = tracker.find(run.run_key)
         else:
             log(f"teacher {teacher.arch}: already trained ({target.name})")
-    model, sha = _load(teacher.arch, target, num_classes, device, channels_last)
+    model, sha = load_frozen(teacher.arch, target, num_classes, device, channels_last)
     if record is not None and record.tags.get("teacher_sha256") != sha:
         tracker.set_tags(record.run_id, {"teacher_sha256": sha})
     top1 = _rescore(model, run, sha, device, workdir)
-    return LoadedTeacher(teacher.arch, model, sha, top1)
+    return LoadedTeacher(teacher.arch, model, sha, top1, str(target))

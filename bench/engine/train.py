@@ -15,10 +15,14 @@ import torch
 from torch import nn
 
 from bench.engine import faults
+from bench.engine.distributed import Group, single
 from bench.errors import RunFailed
 from bench.spec import Recipe
 
 PROGRESS_EVERY = 25  # steps between progress reads (each read is one host sync)
+# Under DDP the ranks agree on a stop (SIGTERM on any rank) every this many steps: one tiny
+# all-reduce and host sync, where a check per step would cost a sync per step.
+STOP_CHECK_EVERY = PROGRESS_EVERY
 
 
 @dataclass
@@ -81,8 +85,11 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
+    group: Group | None = None,
 ) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean CE over the whole test split."""
+    """Top-1 / top-5 accuracy (%) and mean CE over the whole test split; under DDP each rank
+    scores its part and the exact counts are summed over the ranks."""
+    group = group or single()
     model.eval()
     correct1 = torch.zeros((), device=device, dtype=torch.int64)
     correct5 = torch.zeros((), device=device, dtype=torch.int64)
@@ -101,10 +108,14 @@ def evaluate(
         correct1 += hits[:, 0].sum()
         correct5 += hits.any(dim=1).sum()
         count += labels.numel()
+    count_ = torch.tensor(float(count), device=device, dtype=torch.float64)
+    totals = torch.stack([correct1.double(), correct5.double(), loss_sum.double(), count_])
+    correct1, correct5, loss_sum, count = group.sum(totals).tolist()
     return {
-        "top1": 100.0 * correct1.item() / count,
-        "top5": 100.0 * correct5.item() / count,
-        "loss": loss_sum.item() / count,
+        "top1": 100.0 * correct1 / count,
+        "top5": 100.0 * correct5 / count,
+        "loss": loss_sum / count,
+        "count": int(count),
     }
 
 
@@ -124,6 +135,18 @@ class EpochTotals:
             self.sums[name] = self.sums.get(name, 0) + value.detach().float() * batch
         self.correct += (logits.detach().argmax(dim=1) == labels).sum()
 
+    def reduced(self, seen: int, group: Group) -> tuple[list[str], list[float], int, int, bool]:
+        """(term names, their sums, samples, correct, all finite) over every rank: one read."""
+        names = list(self.sums)
+        device = self.correct.device
+        values = [self.sums[n].double().reshape(()) for n in names] + [
+            torch.tensor(float(seen), device=device, dtype=torch.float64),
+            self.correct.double(),
+            (~self.finite).double(),
+        ]
+        *sums, seen_all, correct, bad = group.sum(torch.stack(values)).tolist()
+        return names, sums, int(seen_all), int(correct), bad == 0
+
 
 def train_step(
     student: nn.Module,
@@ -138,9 +161,14 @@ def train_step(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
+    loss_scale: float = 1.0,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step; returns the method's terms and the student logits (of the first view,
-    where a batch holds several views of its images: [views * B] images, B labels)."""
+    where a batch holds several views of its images: [views * B] images, B labels).
+
+    `loss_scale` weighs this rank's batch mean under DDP, whose gradient all-reduce averages over
+    the ranks: ranks * local / global makes that average the mean over the global batch when
+    the last batch splits unevenly (1 everywhere else)."""
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with _autocast(device, precision):
@@ -148,7 +176,10 @@ def train_step(
         teacher_logits = teacher(images, indices, epoch) if teacher is not None else None
     terms = method(logits, teacher_logits, labels, epoch)
     optimizer.zero_grad(set_to_none=True)
-    method.step(terms, optimizer)
+    if loss_scale != 1.0:
+        method.step({name: value * loss_scale for name, value in terms.items()}, optimizer)
+    else:
+        method.step(terms, optimizer)
     return terms, logits[: labels.numel()]
 
 
@@ -167,57 +198,80 @@ def train_epochs(
     on_epoch: Callable[[int, dict[str, float]], None],
     on_progress: Callable[[Progress], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    group: Group | None = None,
 ) -> int:
-    """Train epochs start_epoch..recipe.epochs; returns the last completed (committed) epoch."""
+    """Train epochs start_epoch..recipe.epochs; returns the last completed (committed) epoch.
+
+    Under DDP `student` is the DistributedDataParallel wrapper, `loaders` serve this rank's part
+    of each global batch, and the epoch's sums, its NaN flag and a stop request are summed over
+    the ranks, so every rank takes the same decisions at the same step."""
+    group = group or single()
     if isinstance(teacher, nn.Module):
         teacher = TeacherForward(teacher)
+    model = student.module if isinstance(student, nn.parallel.DistributedDataParallel) else student
     steps = len(loaders.train)
+    samples = loaders.train_size
     last = start_epoch - 1
-    for epoch in range(start_epoch, recipe.epochs + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr_at(epoch)
-        student.train()
-        totals = EpochTotals(device)
-        seen = 0
-        started = time.perf_counter()
-        for step, (images, labels, indices) in enumerate(loaders.train.epoch(epoch), start=1):
-            faults.check("step", epoch, step)
-            terms, logits = train_step(
-                student,
-                method,
-                teacher,
-                optimizer,
-                images,
-                labels,
-                indices,
-                epoch,
-                device=device,
-                precision=precision,
-                channels_last=channels_last,
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, recipe.epochs + 1):
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = recipe.lr_at(epoch)
+            student.train()
+            totals = EpochTotals(device)
+            seen = 0
+            started = time.perf_counter()
+            for step, (images, labels, indices) in enumerate(loaders.train.epoch(epoch), start=1):
+                faults.check("step", epoch, step)
+                scale = 1.0
+                if group.distributed:
+                    global_batch = min(recipe.batch_size, samples - (step - 1) * recipe.batch_size)
+                    scale = group.world * labels.numel() / global_batch
+                terms, logits = train_step(
+                    student,
+                    method,
+                    teacher,
+                    optimizer,
+                    images,
+                    labels,
+                    indices,
+                    epoch,
+                    device=device,
+                    precision=precision,
+                    channels_last=channels_last,
+                    loss_scale=scale,
+                )
+                seen += labels.numel()
+                totals.add(terms, logits, labels)
+                if on_progress is not None and step % PROGRESS_EVERY == 0:
+                    on_progress(Progress(epoch, step, steps, totals.sums["loss"].item() / seen))
+                check = not group.distributed or step % STOP_CHECK_EVERY == 0
+                if check and group.any(stop_requested(), device):
+                    # the partial epoch is dropped: the last committed checkpoint is the resume
+                    # point, and replaying the epoch from it gives the same result bitwise
+                    return last
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - started
+            names, sums, seen, correct, finite = totals.reduced(seen, group)
+            if not finite:
+                raise RunFailed("non-finite loss (NaN or inf)", epoch)
+            metrics = {f"train/{n}": value / seen for n, value in zip(names, sums, strict=True)}
+            metrics["train/top1"] = 100.0 * correct / seen
+            metrics["lr"] = optimizer.param_groups[0]["lr"]
+            metrics["img_per_s"] = seen / max(elapsed, 1e-9)
+            group.broadcast_buffers(model)  # every rank scores (rank 0 saves) rank 0's statistics
+            test = evaluate(model, loaders.test, device, precision, channels_last, group)
+            metrics.update(
+                {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
             )
-            seen += labels.numel()
-            totals.add(terms, logits, labels)
-            if on_progress is not None and step % PROGRESS_EVERY == 0:
-                on_progress(Progress(epoch, step, steps, totals.sums["loss"].item() / seen))
-            if stop_requested():
-                # the partial epoch is dropped: the last committed checkpoint is the resume point,
-                # and replaying the epoch from it gives the same result bitwise
-                return last
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - started
-        if not bool(totals.finite):
-            raise RunFailed("non-finite loss (NaN or inf)", epoch)
-        metrics = {f"train/{name}": (value / seen).item() for name, value in totals.sums.items()}
-        metrics["train/top1"] = 100.0 * totals.correct.item() / seen
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        metrics["img_per_s"] = seen / max(elapsed, 1e-9)
-        test = evaluate(student, loaders.test, device, precision, channels_last)
-        metrics.update(
-            {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
-        )
-        on_epoch(epoch, metrics)
-        last = epoch
-        if stop_requested():
-            break
+            on_epoch(epoch, metrics)
+            last = epoch
+            if group.any(stop_requested(), device):
+                break
+    except RuntimeError as exc:  # under DDP: did a collective fail because a rank is gone?
+        lost = group.peer_lost(exc, f"epoch {epoch}")
+        if lost is not None:
+            raise lost from None
+        raise
     return last

@@ -25,7 +25,22 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
     from bench.errors import SpecError
 
     result: dict = {"device": _machine(device), "torch": torch.__version__}
-    if args.workers:
+    if args.ddp:
+        from bench.perf.ddp import format_ddp_table, measure_ddp
+
+        counts = [int(c) for c in args.ddp.split(",") if c.strip().isdigit()]
+        if len(counts) != len(args.ddp.split(",")):
+            raise SpecError(f"--ddp '{args.ddp}': expected rank counts, e.g. 1,2,4,8")
+        # an ImageNet student: --pair's, where one is given, else torchvision's ResNet-18
+        given = args.pair != "resnet56:resnet20"
+        arch = args.pair.split(":", 1)[-1] if given else "torchvision:resnet18"
+        print(f"perf: DDP scaling of {arch} (ce), global batch {args.batch_size}, on "
+              f"{_machine(device)}")  # fmt: skip
+        rows = measure_ddp(counts, device=device.type, arch=arch, classes=args.classes,
+                           per_class=args.per_class, batch_size=args.batch_size)  # fmt: skip
+        print(format_ddp_table(rows))
+        result["ddp"] = rows
+    elif args.workers:
         from bench.perf.workers import format_workers_table, measure_workers
 
         counts = [int(c) for c in args.workers.split(",") if c.strip()]

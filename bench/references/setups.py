@@ -15,7 +15,7 @@ from bench.spec import Recipe
 PRECISIONS = ("fp32", "tf32", "bf16")
 TEACHER_SOURCES = ("released", "trained")
 # Recipe fields added after the setups were written: a setup that does not name one used this
-RECIPE_FIELD_DEFAULTS = {"schedule": "step", "lr_min": 0.0}
+RECIPE_FIELD_DEFAULTS = {"schedule": "step", "lr_min": 0.0, "sync_bn": False}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ class Recipe:
     # CIFAR-10 code bases train.
     schedule: Literal["step", "cosine"] = "step"
     lr_min: Annotated[float, Field(ge=0)] = 0.0  # cosine's floor (CosineAnnealingLR's eta_min)
+    # Under DDP, BatchNorm normalizes with each rank's own batch statistics (torchvision's and
+    # mdistiller's practice); true: SyncBatchNorm, statistics over the global batch (CUDA only).
+    sync_bn: bool = False
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch `epoch` (1-based)."""
@@ -59,6 +62,8 @@ class Recipe:
         step-decay recipe is keyed as before schedules existed, so its old keys still hold."""
         fields = dataclasses.asdict(self)
         unused = STEP_ONLY if self.schedule == "cosine" else COSINE_ONLY
+        if not self.sync_bn:  # added after the first keys: off, it leaves them as they were
+            unused += ("sync_bn",)
         return {k: v for k, v in fields.items() if k not in unused}
 
 
@@ -343,6 +348,15 @@ class Execution:
     precision: str = "fp32"
     teacher_cache: str = "none"
     memory_format: str = "channels_last"  # faster on CPU (~1.3x for the CIFAR ResNets) and GPU
+    # DDP ranks training the run (torchrun): each takes batch_size / world_size of every global
+    # batch, with its own BatchNorm statistics, so a run on N ranks is another execution
+    world_size: int = 1
+
+    def identity(self) -> dict:
+        fields = dataclasses.asdict(self)
+        if self.world_size == 1:  # the single process keeps the keys it had before DDP
+            del fields["world_size"]
+        return fields
 
 
 @dataclass(frozen=True)
@@ -381,7 +395,7 @@ class RunSpec:
 
     @property
     def run_key(self) -> str:
-        execution = dataclasses.asdict(self.execution) | {"backend": self.data.backend}
+        execution = self.execution.identity() | {"backend": self.data.backend}
         return short_hash({"cell": self.cell(), "execution": execution})
 
     @property
@@ -404,6 +418,8 @@ class RunSpec:
             "precision": self.execution.precision,
             "teacher_cache": self.execution.teacher_cache,
             "memory_format": self.execution.memory_format,
+            "world_size": self.execution.world_size,
+            "rank_batch_size": self.recipe.batch_size // self.execution.world_size,
         }
         for k, v in dataclasses.asdict(self.data).items():
             out[f"data.{k}"] = v
@@ -456,4 +472,14 @@ class Matrix:
     def bind_data_hash(self, data_hash: str) -> Matrix:
         """The same matrix with the data content hash in every cell key."""
         runs = tuple(dataclasses.replace(run, data_hash=data_hash) for run in self.runs)
+        return dataclasses.replace(self, runs=runs)
+
+    def on_ranks(self, world_size: int) -> Matrix:
+        """The same matrix executed by `world_size` DDP ranks (another run_key when > 1)."""
+        runs = tuple(
+            dataclasses.replace(
+                run, execution=dataclasses.replace(run.execution, world_size=world_size)
+            )
+            for run in self.runs
+        )
         return dataclasses.replace(self, runs=runs)

@@ -24,6 +24,7 @@ from bench.data.datasets import cifar
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
 from bench.data.datasets.registry import CIFAR_LAYOUTS, REAL_CIFAR
 from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
+from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 from bench.errors import DataError, SpecError
 from bench.files import atomic_path
@@ -305,6 +306,7 @@ class FfcvLoader:
         device: torch.device | str = "cpu",
         num_workers: int = 0,
         file_samples: int | None = None,
+        shard: Shard = WHOLE,
     ):
         import_ffcv()
         from ffcv.fields.decoders import IntDecoder
@@ -325,7 +327,11 @@ class FfcvLoader:
                 f"FFCV file holds {samples} samples: {self.path} (expected rows 0.."
                 f"{self.file_index.max()}; delete it to write it again)"
             )
-        self.positions = torch.arange(len(self.file_index), device=self.device)
+        self.shard = shard
+        # this rank's positions, in the order its batches visit them (test: file order)
+        self.positions = torch.as_tensor(
+            shard.concat(np.arange(len(self.file_index)), batch_size), device=self.device
+        )
         to_device = [ToDevice(self.device, non_blocking=True)] if self.device.type == "cuda" else []
         pipelines = {
             "image": [decoder, ToTensor(), ToTorchImage(), *to_device],
@@ -334,7 +340,7 @@ class FfcvLoader:
         }
         self._loader = Loader(
             str(self.path),
-            batch_size=batch_size,
+            batch_size=batch_size // shard.world,  # a global batch's part (sharding.py)
             num_workers=num_workers if num_workers > 0 else torch.get_num_threads(),
             os_cache=True,
             order=OrderOption.SEQUENTIAL,
@@ -367,7 +373,7 @@ class FfcvLoader:
             order = epoch_order(self.seed, epoch, n).numpy()
         else:
             order = np.arange(n)
-        self._visit(self.file_index[order])
+        self._visit(self.file_index[self.shard.concat(order, self.batch_size)])
         batches = iter(self._loader)
         start = 0
         try:
@@ -407,6 +413,7 @@ def make_ffcv_loaders(
     num_workers: int,
     device,
     views: int = 1,
+    shard: Shard = WHOLE,
 ) -> tuple[FfcvLoader, FfcvLoader]:
     """CIFAR train/test loaders over the split files' .beton copies (written on first use)."""
     import_ffcv()
@@ -433,6 +440,7 @@ def make_ffcv_loaders(
                 train=train,
                 device=device,
                 num_workers=num_workers,
+                shard=shard,
             )
         )
     return loaders[0], loaders[1]
@@ -555,6 +563,7 @@ def make_ffcv_imagefolder_loaders(
     augment: bool,
     num_workers: int,
     device,
+    shard: Shard = WHOLE,
 ) -> tuple[FfcvLoader, FfcvLoader]:
     """Train: FFCV's RandomResizedCrop 224 (its own RNG) + the shared flip; test: CenterCrop 224
     of ratio 224/256 (= Resize 256 + CenterCrop 224); both normalized with ImageNet mean/std."""
@@ -583,6 +592,7 @@ def make_ffcv_imagefolder_loaders(
                 train=train,
                 device=device,
                 num_workers=num_workers,
+                shard=shard,
             )
         )
     return loaders[0], loaders[1]

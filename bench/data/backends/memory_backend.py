@@ -19,13 +19,15 @@ from bench.data.augment import (
     epoch_order,
     normalize,
 )
+from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class MemoryLoader:
-    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch."""
+    """Batches of (images float [B,3,32,32], labels int64, file indices int64) for one epoch;
+    under DDP, this rank's part of each global batch (`shard`)."""
 
     def __init__(
         self,
@@ -40,7 +42,9 @@ class MemoryLoader:
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
         views: int = 1,
+        shard: Shard = WHOLE,
     ):
+        self.shard = shard
         self.device = torch.device(device)
         self.views = views
         self.stats = stats
@@ -63,8 +67,13 @@ class MemoryLoader:
         for start in range(0, n, self.batch_size):
             if order is None:
                 positions = slice(start, start + self.batch_size)
+                if self.shard.world > 1:
+                    end = min(start + self.batch_size, n)
+                    positions = self.shard.part(torch.arange(start, end, device=self.device))
             else:
-                positions = order[start : start + self.batch_size]
+                positions = self.shard.part(order[start : start + self.batch_size])
+            if isinstance(positions, torch.Tensor) and not len(positions):
+                continue  # a rank's empty part of the last test batch
             images = self.images[positions]
             indices = self.file_index[positions]
             if self.augment:

@@ -17,6 +17,7 @@ from bench.data.augment import (
     epoch_order,
     normalize,
 )
+from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -46,14 +47,10 @@ class _CifarSamples(Dataset):
 
 
 class _EpochBatches(Sampler):
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool):
-        self.n, self.batch_size, self.seed, self.epoch, self.shuffle = (
-            n,
-            batch_size,
-            seed,
-            epoch,
-            shuffle,
-        )
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool,
+                 shard: Shard = WHOLE):  # fmt: skip
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.shuffle, self.shard = shuffle, shard
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -61,7 +58,9 @@ class _EpochBatches(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.seed, self.epoch, self.n) if self.shuffle else torch.arange(self.n)
         for start in range(0, self.n, self.batch_size):
-            yield [(int(i), self.epoch) for i in order[start : start + self.batch_size]]
+            part = self.shard.part(order[start : start + self.batch_size])
+            if len(part):  # a rank's part of the last test batch may be empty
+                yield [(int(i), self.epoch) for i in part]
 
 
 class SampleLoader:
@@ -79,8 +78,9 @@ class SampleLoader:
         train: bool,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
+        shard: Shard = WHOLE,
     ):
-        self.samples = samples
+        self.samples, self.shard = samples, shard
         self.batch_size, self.seed, self.train = batch_size, seed, train
         self.num_workers = num_workers
         self.device = torch.device(device)
@@ -93,7 +93,8 @@ class SampleLoader:
         return len(self.samples)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        sampler = _EpochBatches(len(self.samples), self.batch_size, self.seed, epoch, self.train)
+        sampler = _EpochBatches(len(self.samples), self.batch_size, self.seed, epoch, self.train,
+                                self.shard)  # fmt: skip
         loader = DataLoader(
             self.samples,
             batch_sampler=sampler,
@@ -128,6 +129,7 @@ class TorchLoader(SampleLoader):
         device: torch.device | str = "cpu",
         stats: Normalization = CIFAR100_NORMALIZATION,
         views: int = 1,
+        shard: Shard = WHOLE,
     ):
         super().__init__(
             _CifarSamples(images, labels, file_index, seed, augment if train else False, stats,
@@ -137,4 +139,5 @@ class TorchLoader(SampleLoader):
             train=train,
             num_workers=num_workers,
             device=device,
+            shard=shard,
         )

@@ -164,6 +164,9 @@ def protocol_section(
         + ", device "
         + _distinct_of(params, "device")
         + f" ({_distinct_of(tags, 'device_name')}) on host {_distinct_of(tags, 'host')}, "
+        # runs from before DDP trained in one process
+        + "DDP ranks per run " + _distinct([p.get("world_size", "1") for p in params])
+        + " (per-rank batch " + _distinct_of(params, "rank_batch_size") + "), "
         + ", ".join(f"{label} {_distinct_of(params, key)}" for label, key in NUMERICS_PARAMS)
         + "; "
         + ", ".join(f"{tag} {_distinct_of(tags, tag)}" for tag in EXECUTION_TAGS)
