@@ -59,7 +59,15 @@ def launch(workdir: Path, matrix: Path, *, rank_env: dict | None = None, world: 
 
 
 def finish(processes) -> list[tuple[int, str]]:
-    return [(p.wait(timeout=RANK_TIMEOUT_S), p.communicate()[1]) for p in processes]
+    """Each rank's exit code and stderr; a rank still running after RANK_TIMEOUT_S fails the
+    test, and every rank is killed so none outlives it."""
+    try:
+        return [(p.wait(timeout=RANK_TIMEOUT_S), p.communicate()[1]) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def kd_run(workdir: Path):
