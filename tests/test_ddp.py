@@ -42,7 +42,8 @@ def _env(extra: dict | None = None) -> dict:
     return env | (extra or {})
 
 
-def launch(workdir: Path, matrix: Path, *, rank_env: dict | None = None, world: int = 2):
+def launch(workdir: Path, matrix: Path, *, rank_env: dict | None = None, world: int = 2,
+           args: tuple[str, ...] = ()):  # fmt: skip
     """The ranks of one `bench run`, each with the launcher's variables (and its own extras)."""
     port = free_port()
     processes = []
@@ -52,7 +53,7 @@ def launch(workdir: Path, matrix: Path, *, rank_env: dict | None = None, world: 
         env.update((rank_env or {}).get(rank, {}))
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--device", "cpu",
-             "--workdir", str(workdir)],
+             "--workdir", str(workdir), *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))  # fmt: skip
     return processes
@@ -193,6 +194,17 @@ def test_sigterm_on_one_rank_stops_both_resumably(tmp_path, matrix_file, two_ran
                         weights_of(two_ranks, kd_run(two_ranks)))  # fmt: skip
 
 
+def test_the_teacher_logit_cache_serves_every_rank(tmp_path, matrix_file, two_ranks):
+    """Rank 0 builds the cache before it orders the others to train; each rank looks up its own
+    part of the batch, so the run ends where the teacher's forward on every rank ends."""
+    results = finish(launch(tmp_path, matrix_file, args=("--teacher-cache", "float32")))
+    assert [rc for rc, _ in results] == [0, 0], results
+    cached = kd_run(tmp_path)
+    assert cached.params["teacher_cache"] == "float32"
+    # a float32 cache holds the teacher's logits exactly, so nothing changes, to the bit
+    assert same_weights(weights_of(tmp_path, cached), weights_of(two_ranks, kd_run(two_ranks)))
+
+
 def test_nan_on_one_rank_fails_the_run_on_both(tmp_path, matrix_file):
     fault = {"KDBENCH_FAULT": "nan:2:*kd*", "KDBENCH_FAULT_RANK": "1"}
     (rc0, err0), (rc1, err1) = finish(launch(tmp_path, matrix_file, rank_env={1: fault}))
@@ -220,7 +232,7 @@ def test_options_that_cannot_work_under_torchrun_are_one_line(monkeypatch, capsy
 
 
 SMOKE_SHORT = ["--matrix", "smoke", "--seeds", "1", "--set", "recipe.epochs=1",
-               "--set", "teacher.recipe.epochs=1"]  # fmt: skip
+               "--set", "methods=[ce,kd]", "--set", "teacher.recipe.epochs=1"]  # fmt: skip
 
 
 def _form(report: Path) -> list[str]:
@@ -235,8 +247,8 @@ def _form(report: Path) -> list[str]:
 
 
 def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
-    """`bench run --matrix smoke` under `torchrun --nproc-per-node 2` (one epoch, one seed, to
-    stay short) finishes every cell, and its report has the single-process report's form."""
+    """`bench run --matrix smoke` under `torchrun --nproc-per-node 2` (one epoch, one seed, two
+    methods, to stay short) finishes every cell, and its report has the single process's form."""
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     result = subprocess.run(
         [shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(free_port()),
@@ -245,7 +257,7 @@ def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "with DDP on 2 ranks (gloo): global batch 64, 32 per rank" in result.stdout
-    assert result.stdout.count("done: 4 trained") == 1  # rank 0 alone prints
+    assert result.stdout.count("done: 2 trained") == 1  # rank 0 alone prints
     assert main(["run", *SMOKE_SHORT, "--device", "cpu", "--workdir", str(single)]) == 0
     forms = []
     for workdir in (ddp, single):
@@ -253,7 +265,7 @@ def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
         assert main(["report", *SMOKE_SHORT, "--workdir", str(workdir), "--out", str(out)]) == 0
         forms.append(_form(out / "README.md"))
         runs = MlflowTracker(workdir).search()
-        assert len(runs) == 5 and {r.status for r in runs} == {FINISHED}
+        assert len(runs) == 3 and {r.status for r in runs} == {FINISHED}
     assert forms[0] == forms[1] and len(forms[0]) > 20
     assert "DDP ranks per run `2` (per-rank batch `32`)" in (ddp / "report/README.md").read_text()
 
@@ -290,3 +302,41 @@ def test_sync_bn_keys_the_cell_and_the_ranks_key_the_run():
     synced = dataclasses.replace(run, recipe=dataclasses.replace(run.recipe, sync_bn=True))
     assert synced.cell_key != run.cell_key
     assert "sync_bn" not in run.cell()["recipe"] and synced.cell()["recipe"]["sync_bn"] is True
+
+
+SUBMIT_ONE_TASK_OF_TWO = """
+import json, sys
+from pathlib import Path
+from bench.engine import slurm
+from bench.spec import load_matrix
+from bench.store.trackers import MlflowTracker
+work = Path(sys.argv[2])
+jobs, left = slurm.submit(load_matrix(sys.argv[1]), tracker=MlflowTracker(work), workdir=work,
+                          options=slurm.SlurmOptions(tasks=1, timeout_min=10, gpus_per_task=2),
+                          cluster="local")
+print(json.dumps({"left": left, "results": [job.results() for job in jobs]}))
+"""
+
+
+def test_a_slurm_task_of_two_ranks_is_one_ddp_group(tmp_path, matrix_file, two_ranks):
+    """submitit's LocalExecutor runs one array task of 2 processes (as `--slurm-gpus-per-task 2`
+    would on a node): submitit's TorchDistributedEnvironment sets the rendezvous, rank 0 works
+    the matrix and rank 1 follows it, ending bitwise where the torchrun-style launch ends."""
+    work = tmp_path / "work"
+    done = subprocess.run([sys.executable, "-c", SUBMIT_ONE_TASK_OF_TWO, str(matrix_file),
+                           str(work)], capture_output=True, text=True, timeout=300,
+                          env=_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["left"] == 1 and len(found["results"]) == 1
+    rank0, rank1 = found["results"][0]
+    assert rank0["trained"] == 1 and rank1 == {}
+    run = kd_run(work)
+    assert run.status == FINISHED and run.params["world_size"] == "2"
+    assert same_weights(weights_of(work, run), weights_of(two_ranks, kd_run(two_ranks)))
+
+
+def test_perf_ddp_names_a_bad_rank_count(capsys):
+    assert main(["perf", "--ddp", "1,two", "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "error: --ddp '1,two': expected rank counts, e.g. 1,2,4,8"
