@@ -151,19 +151,30 @@ def test_every_index_once_per_epoch_and_each_test_image_once(tmp_path):
         assert evaluation["loss"][0] == pytest.approx(evaluation["loss"][1], rel=1e-6)
 
 
-def test_killed_rank_is_named_and_the_rerun_resumes_bitwise(tmp_path, matrix_file, two_ranks):
-    """SIGKILL rank 1 at epoch 2, step 3: rank 0 exits with an error naming rank 1 (gloo sees
-    the socket close), the run is KILLED and resumable; the same command again resumes from
-    epoch 1's checkpoint in the same MLflow run and ends bitwise equal to the uninterrupted run."""
-    marker = tmp_path / "killed-once"
-    fault = {"KDBENCH_FAULT": f"kill-once:2:3:{marker}", "KDBENCH_FAULT_RANK": "1"}
+def test_a_stop_then_a_killed_rank_then_the_rerun_resumes_bitwise(tmp_path, matrix_file,
+                                                                  two_ranks):  # fmt: skip
+    """SIGTERM on rank 1 only: the ranks agree to stop (at epoch 1's end, the next point where
+    they compare), and the run is KILLED and resumable. The same command resumes it; SIGKILL
+    rank 1 at epoch 2, step 3: rank 0 exits with an error naming rank 1 (gloo sees the socket
+    close, the heartbeats say whose), the run is KILLED and resumable again. The same command
+    once more resumes from epoch 1's checkpoint in the same MLflow run and ends bitwise equal to
+    the uninterrupted run."""
+    stop = {"KDBENCH_FAULT": f"term-once:1:2:{tmp_path / 'term'}", "KDBENCH_FAULT_RANK": "1"}
+    (rc0, err0), (rc1, err1) = finish(launch(tmp_path, matrix_file, rank_env={1: stop}))
+    assert (rc0, rc1) == (130, 0), (err0[-1500:], err1[-1500:])
+    stopped = kd_run(tmp_path)
+    assert stopped.status == KILLED and stopped.tags["resumable"] == "true"
+    assert [s for s, _ in MlflowTracker(tmp_path).history(stopped.run_id, "test/top1")] == [1]
+
+    kill = {"KDBENCH_FAULT": f"kill-once:2:3:{tmp_path / 'kill'}", "KDBENCH_FAULT_RANK": "1"}
     started = time.monotonic()
-    (rc0, err0), (rc1, _) = finish(launch(tmp_path, matrix_file, rank_env={1: fault}))
+    (rc0, err0), (rc1, _) = finish(launch(tmp_path, matrix_file, rank_env={1: kill}))
     assert time.monotonic() - started < RANK_TIMEOUT_S
     assert rc1 == -9 and rc0 == 1, err0
     error = err0.strip().splitlines()[-1]
     assert error.startswith("error: rank 1 of 2 stopped responding"), err0[-2000:]
     killed = kd_run(tmp_path)
+    assert killed.run_id == stopped.run_id
     assert killed.status == KILLED and killed.tags["resumable"] == "true"
     assert "rank 1" in killed.tags["failure_reason"]
 
@@ -175,34 +186,6 @@ def test_killed_rank_is_named_and_the_rerun_resumes_bitwise(tmp_path, matrix_fil
     assert same_weights(weights_of(tmp_path, resumed), weights_of(two_ranks, kd_run(two_ranks)))
     steps = [s for s, _ in MlflowTracker(tmp_path).history(resumed.run_id, "test/top1")]
     assert steps == [1, 2, 3]
-
-
-def test_sigterm_on_one_rank_stops_both_resumably(tmp_path, matrix_file, two_ranks):
-    """SIGTERM on rank 1 only: the ranks agree to stop (at the epoch's end, the next point where
-    they compare), the run is KILLED and resumable, and a rerun ends equal to the uninterrupted
-    run."""
-    marker = tmp_path / "term-once"
-    fault = {"KDBENCH_FAULT": f"term-once:1:2:{marker}", "KDBENCH_FAULT_RANK": "1"}
-    (rc0, err0), (rc1, err1) = finish(launch(tmp_path, matrix_file, rank_env={1: fault}))
-    assert (rc0, rc1) == (130, 0), (err0[-1500:], err1[-1500:])
-    stopped = kd_run(tmp_path)
-    assert stopped.status == KILLED and stopped.tags["resumable"] == "true"
-    assert [s for s, _ in MlflowTracker(tmp_path).history(stopped.run_id, "test/top1")] == [1]
-    results = finish(launch(tmp_path, matrix_file))
-    assert [rc for rc, _ in results] == [0, 0], results
-    assert same_weights(weights_of(tmp_path, kd_run(tmp_path)),
-                        weights_of(two_ranks, kd_run(two_ranks)))  # fmt: skip
-
-
-def test_the_teacher_logit_cache_serves_every_rank(tmp_path, matrix_file, two_ranks):
-    """Rank 0 builds the cache before it orders the others to train; each rank looks up its own
-    part of the batch, so the run ends where the teacher's forward on every rank ends."""
-    results = finish(launch(tmp_path, matrix_file, args=("--teacher-cache", "float32")))
-    assert [rc for rc, _ in results] == [0, 0], results
-    cached = kd_run(tmp_path)
-    assert cached.params["teacher_cache"] == "float32"
-    # a float32 cache holds the teacher's logits exactly, so nothing changes, to the bit
-    assert same_weights(weights_of(tmp_path, cached), weights_of(two_ranks, kd_run(two_ranks)))
 
 
 def test_nan_on_one_rank_fails_the_run_on_both(tmp_path, matrix_file):
@@ -311,7 +294,8 @@ from bench.engine import slurm
 from bench.spec import load_matrix
 from bench.store.trackers import MlflowTracker
 work = Path(sys.argv[2])
-jobs, left = slurm.submit(load_matrix(sys.argv[1]), tracker=MlflowTracker(work), workdir=work,
+matrix = load_matrix(sys.argv[1], teacher_cache="float32")
+jobs, left = slurm.submit(matrix, tracker=MlflowTracker(work), workdir=work,
                           options=slurm.SlurmOptions(tasks=1, timeout_min=10, gpus_per_task=2),
                           cluster="local")
 print(json.dumps({"left": left, "results": [job.results() for job in jobs]}))
@@ -321,7 +305,9 @@ print(json.dumps({"left": left, "results": [job.results() for job in jobs]}))
 def test_a_slurm_task_of_two_ranks_is_one_ddp_group(tmp_path, matrix_file, two_ranks):
     """submitit's LocalExecutor runs one array task of 2 processes (as `--slurm-gpus-per-task 2`
     would on a node): submitit's TorchDistributedEnvironment sets the rendezvous, rank 0 works
-    the matrix and rank 1 follows it, ending bitwise where the torchrun-style launch ends."""
+    the matrix and rank 1 follows it. With the teacher-logit cache (rank 0 builds it before it
+    orders the others to train; each rank looks up its part of the batch), it ends bitwise where
+    the torchrun-style launch with the teacher's forward ends: a float32 cache is exact."""
     work = tmp_path / "work"
     done = subprocess.run([sys.executable, "-c", SUBMIT_ONE_TASK_OF_TWO, str(matrix_file),
                            str(work)], capture_output=True, text=True, timeout=300,
@@ -333,6 +319,7 @@ def test_a_slurm_task_of_two_ranks_is_one_ddp_group(tmp_path, matrix_file, two_r
     assert rank0["trained"] == 1 and rank1 == {}
     run = kd_run(work)
     assert run.status == FINISHED and run.params["world_size"] == "2"
+    assert run.params["teacher_cache"] == "float32"
     assert same_weights(weights_of(work, run), weights_of(two_ranks, kd_run(two_ranks)))
 
 
