@@ -280,7 +280,9 @@ def test_sync_bn_keys_the_cell_and_the_ranks_key_the_run():
     matrix = load_matrix("smoke").bind_data_hash("0123456789abcdef")
     run = matrix.runs[1]
     one, two = matrix.on_ranks(1).runs[1], matrix.on_ranks(2).runs[1]
-    assert (one.run_key, one.cell_key) == (run.run_key, run.cell_key)  # keys from before DDP
+    # one rank is the single process; that its keys are those from before DDP is proven by the
+    # golden keys of tests/test_recipe_schedules.py
+    assert (one.run_key, one.cell_key) == (run.run_key, run.cell_key)
     assert two.cell_key == run.cell_key and two.run_key != run.run_key
     synced = dataclasses.replace(run, recipe=dataclasses.replace(run.recipe, sync_bn=True))
     assert synced.cell_key != run.cell_key

@@ -160,11 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_ddp_options(args)
         _check_ddp_matrix(matrix, device)
         group = distributed.from_environment(device.type, args.ddp_timeout_s)
-        try:
-            return _run_ddp(group, matrix, args, distributed.device_for(group, device), workdir,
-                            shard)  # fmt: skip
-        finally:
-            group.close()
+        return _run_ddp(group, matrix, args, distributed.device_for(group, device), workdir,
+                        shard)  # fmt: skip
     return _run_local(matrix, args, device, workdir, shard)
 
 
@@ -200,14 +197,10 @@ def _check_ddp_matrix(matrix: Matrix, device: torch.device | None) -> None:
 def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
     """One matrix, each run trained by every rank of the group; rank 0 leads."""
     from bench.engine import ranks, runner
+    from bench.store.claims import open_claims
+    from bench.store.trackers import open_tracker
 
-    if not group.is_main:
-        ranks.follow(group, workdir=workdir, device=device)
-        return 0
-    try:
-        from bench.store.claims import open_claims
-        from bench.store.trackers import open_tracker
-
+    def work() -> int:
         claims = open_claims(workdir, args.claims)
         tracker = open_tracker(args.tracking, workdir)
         batch = matrix.recipe.batch_size
@@ -220,9 +213,10 @@ def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, s
             matrix, tracker=tracker, workdir=workdir, device=device,
             retry_failed=args.retry_failed, shard=shard, claims=claims, group=group,
         )  # fmt: skip
-    finally:
-        group.post(ranks.DONE)
-    return _print_summary(summary)
+        return _print_summary(summary)
+
+    code = ranks.lead_or_follow(group, workdir=workdir, device=device, work=work)
+    return 0 if code is None else code
 
 
 def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
@@ -232,13 +226,13 @@ def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard)
     slots = None
     if args.workers is not None or args.gpus or args.claims:
         from bench.engine import workers
-        from bench.store.claims import open_claims
+        from bench.store.claims import check_claims
 
         slots = workers.worker_slots(  # bad values are one line before the store is opened
             args.workers if args.workers is not None else None if args.gpus else 1,
             workers.parse_gpus(args.gpus), args.workers_per_gpu, device.type,
         )  # fmt: skip
-        open_claims(workdir, args.claims)
+        check_claims(workdir, args.claims)
     tracker = open_tracker(args.tracking, workdir)
     print(
         f"kdbench: matrix {matrix.name} ({len(matrix.runs)} cells) on {device.type}; "

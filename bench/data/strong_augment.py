@@ -76,7 +76,8 @@ def _uniform(seed: int, epoch: int, index: torch.Tensor, stream: int) -> list[fl
     return (counter_hash(seed, epoch, index, stream).double() / 2.0**32).tolist()
 
 
-def _cutout(img: torch.Tensor, size: float, u_x: float, u_y: float) -> torch.Tensor:
+def _cutout(img: torch.Tensor, size: float, u_x: float, u_y: float,
+            fill: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """A grey square of side `size` px centred at a uniform point, clipped to the image; its far
     edges are inclusive, as PIL's rectangle draws them."""
     if size <= 0:
@@ -87,7 +88,6 @@ def _cutout(img: torch.Tensor, size: float, u_x: float, u_y: float) -> torch.Ten
     x1 = min(w - 1, math.floor(x0 + size))
     y1 = min(h - 1, math.floor(y0 + size))
     img = img.clone()
-    fill = torch.tensor(CUTOUT_FILL, dtype=img.dtype, device=img.device).view(3, 1, 1)
     img[:, y0 : y1 + 1, x0 : x1 + 1] = fill
     return img
 
@@ -106,16 +106,20 @@ def strong_view(
     dx, dy = h % CROP_POSITIONS, (h // CROP_POSITIONS) % CROP_POSITIONS
     flip = ((h // (CROP_POSITIONS * CROP_POSITIONS)) % 2).bool()
     cropped = crop_flip(images_uint8, dx, dy, flip)
-    ops = [(counter_hash(seed, epoch, indices, s) % len(OPERATIONS)).tolist() for s in _STREAM_OPS]
-    values = [_uniform(seed, epoch, indices, s) for s in _STREAM_VALUES]
-    cut_size, cut_x, cut_y = (_uniform(seed, epoch, indices, s) for s in _STREAM_CUTOUT)
+    # the per-image choices are read on the host: hashed there from one copy of the indices
+    # (integer arithmetic, the same on every device), not read back from the device one by one
+    keys = indices.cpu()
+    ops = [(counter_hash(seed, epoch, keys, s) % len(OPERATIONS)).tolist() for s in _STREAM_OPS]
+    values = [_uniform(seed, epoch, keys, s) for s in _STREAM_VALUES]
+    cut_size, cut_x, cut_y = (_uniform(seed, epoch, keys, s) for s in _STREAM_CUTOUT)
+    fill = torch.tensor(CUTOUT_FILL, dtype=cropped.dtype, device=cropped.device).view(3, 1, 1)
     out = []
     for i, img in enumerate(cropped):
         for which, value in zip(ops, values, strict=True):
             operation, low, high = OPERATIONS[which[i]]
             img = operation(img, low + (high - low) * value[i])
         side = cut_size[i] * CUTOUT_MAX * img.shape[-1]
-        out.append(_cutout(img, side, cut_x[i], cut_y[i]))
+        out.append(_cutout(img, side, cut_x[i], cut_y[i], fill))
     return normalize(torch.stack(out), stats)
 
 

@@ -69,7 +69,7 @@ class Group:
         self._sequence = 0
         self._stop_beating = threading.Event()
         self._last_moved: dict[int, float] = {}
-        self._counts: dict[int, int] = {}
+        self._counts: dict[int, bytes] = {}
         self._lock = threading.Lock()
         if store is not None:
             threading.Thread(target=self._beat, daemon=True, name="kdbench-heartbeat").start()

@@ -217,7 +217,7 @@ def _start_or_adopt(run: RunSpec, tracker, workdir: Path, device, teacher, role:
     atomic_write_text(freeze, pip_freeze())
     tracker.log_artifact(run_id, freeze)
     tags = environment_tags(device)
-    tags.update({"host": socket.gethostname(), "python": platform.python_version()})
+    tags["python"] = platform.python_version()
     if teacher is not None:
         tags["teacher_top1"] = f"{teacher.top1:.4f}"
         tracker.log_metrics(run_id, {"teacher_top1": teacher.top1}, step=0)
@@ -308,8 +308,11 @@ def _parallel(student: nn.Module, run: RunSpec, device, group: Group) -> nn.Modu
     if run.recipe.sync_bn:
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
     ids = [device.index] if device.type == "cuda" else None
-    # buffers (BatchNorm statistics) go from rank 0 to the others at every forward (the default)
-    return nn.parallel.DistributedDataParallel(student, device_ids=ids)
+    # Buffers are synced once at construction, not before every forward (DDP's default): a
+    # training forward normalizes with batch statistics, never the running ones, and
+    # `train_epochs` gives every rank rank 0's buffers before each evaluation, so the per-step
+    # collective would change nothing.
+    return nn.parallel.DistributedDataParallel(student, device_ids=ids, forward_sync_buffers=False)
 
 
 def _teacher_order(teacher: LoadedTeacher | None):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import model_zoo
 from bench.engine.distributed import Group
 from bench.engine.execute import GroupAborted, LoadedTeacher, TrainOrder, follow_run, loaders_for
 from bench.engine.runner import _StopFlag
@@ -13,21 +13,25 @@ from bench.engine.teachers import load_frozen
 DONE = "done"  # rank 0's last order
 
 
-def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict) -> LoadedTeacher | None:
+def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
+             group: Group) -> LoadedTeacher | None:  # fmt: skip
     """The teacher rank 0 trains against, from the same file, checked by its sha256."""
     if order.teacher is None:
         return None
     arch, path, sha = order.teacher
     if sha not in loaded:
         run = order.run
-        num_classes = run.data.num_classes or loaders_for(run, device, workdir).num_classes
+        # this rank's loaders (the ones its run trains on), not a second, whole set
+        num_classes = run.data.num_classes or loaders_for(run, device, workdir,
+                                                          group.shard).num_classes  # fmt: skip
         channels_last = run.execution.memory_format == "channels_last"
         model, found = load_frozen(arch, None if path is None else Path(path), num_classes,
                                    device, channels_last)  # fmt: skip
         if found != sha:
             raise GroupAborted(
                 f"teacher {arch}: rank 0 loaded sha256 {sha[:12]}, this rank reads "
-                f"{found[:12]} from {path or model_zoo.__name__}; the ranks must share the files"
+                f"{found[:12]} from {path or 'its pretrained weights'}; the ranks must share the "
+                "files"
             )
         loaded[sha] = LoadedTeacher(arch, model, sha, float("nan"), path)
     return loaded[sha]
@@ -42,7 +46,22 @@ def follow(group: Group, *, workdir: Path, device) -> None:
     try:
         while (order := group.receive()) != DONE:
             follow_run(order, group=group, workdir=Path(workdir), device=device,
-                       teacher=_teacher(order, device, Path(workdir), loaded),
+                       teacher=_teacher(order, device, Path(workdir), loaded, group),
                        stop_requested=lambda: stop.requested)  # fmt: skip
     finally:
         restore()
+
+
+def lead_or_follow(group: Group, *, workdir: Path, device, work: Callable[[], object]):
+    """Rank 0 does `work` (the matrix, the store) and then tells the others it is done; the
+    other ranks follow its orders (None). The group is left either way."""
+    try:
+        if not group.is_main:
+            follow(group, workdir=workdir, device=device)
+            return None
+        try:
+            return work()
+        finally:
+            group.post(DONE)
+    finally:
+        group.close()

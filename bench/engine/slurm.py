@@ -29,7 +29,7 @@ from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.runner import DONE, _StopFlag, plan, run_worker
 from bench.errors import SpecError
 from bench.spec import Matrix
-from bench.store.claims import open_claims
+from bench.store.claims import check_claims, open_claims
 from bench.store.trackers import reconnect
 
 # SLURM sends the signal this long before the time limit; an epoch of a CIFAR cell is shorter
@@ -86,16 +86,9 @@ class MatrixWorker(Checkpointable):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         group = distributed.from_environment(device.type)
         device = distributed.device_for(group, device)
-        try:
-            if not group.is_main:
-                ranks.follow(group, workdir=Path(self.workdir), device=device)
-                return {}
-            try:
-                return self._work(task, device, group)
-            finally:
-                group.post(ranks.DONE)
-        finally:
-            group.close()
+        result = ranks.lead_or_follow(group, workdir=Path(self.workdir), device=device,
+                                      work=lambda: self._work(task, device, group))  # fmt: skip
+        return {} if result is None else result
 
     def _work(self, task: int, device: torch.device, group) -> dict[str, int]:
         stop = _StopFlag()
@@ -138,7 +131,7 @@ def submit(
     import submitit
 
     workdir = Path(workdir)
-    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
+    check_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
     matrix, left = prepare(matrix.on_ranks(options.world_size), tracker, workdir, shard)
     if left == 0:
         return [], 0

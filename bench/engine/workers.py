@@ -28,7 +28,7 @@ from bench.engine.runner import DONE, WRITTEN_FOLDERS, MatrixSummary, _StopFlag,
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
 from bench.spec import Matrix
-from bench.store.claims import open_claims
+from bench.store.claims import check_claims, open_claims
 from bench.store.trackers import reconnect
 
 MAX_REPLACEMENTS_PER_WORKER = 3  # a worker that keeps dying is a fault to report, not to loop on
@@ -145,7 +145,7 @@ def run_workers(
     log: Callable[[str], None] = tqdm.write,
 ) -> MatrixSummary:
     workdir = Path(workdir)
-    open_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is done
+    check_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is done
     for folder in WRITTEN_FOLDERS:
         remove_orphan_temps(workdir / folder)
     matrix = bind_data(matrix, workdir)

@@ -51,19 +51,12 @@ def _matrix(root: Path, arch: str, batch_size: int, epochs: int, num_workers: in
     }  # fmt: skip
 
 
-def _command(ranks: int, port: int) -> list[str]:
+def _command(ranks: int) -> list[str]:
     if ranks == 1:
         return [sys.executable, "-m", "bench"]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),
-            "--master-port", str(port), "-m", "bench"]  # fmt: skip
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # --standalone: a rendezvous on a free local port
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+            str(ranks), "-m", "bench"]  # fmt: skip
 
 
 def measure_ddp(
@@ -80,14 +73,15 @@ def measure_ddp(
         spec.write_text(yaml.safe_dump(_matrix(root, arch, batch_size, epochs, num_workers)))
         for ranks in counts:
             workdir = Path(folder) / f"ranks-{ranks}"
-            command = _command(ranks, _port()) + [
+            command = _command(ranks) + [
                 "run", "--matrix", str(spec), "--device", device, "--workdir", str(workdir)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
                 raise SpecError(f"perf --ddp: {ranks} ranks failed: {tail}")
-            run = next(r for r in MlflowTracker(workdir).search() if r.tags["role"] == "student")
-            images_per_s = MlflowTracker(workdir).history(run.run_id, "img_per_s")[-1][1]
+            store = MlflowTracker(workdir)
+            run = next(r for r in store.search() if r.tags["role"] == "student")
+            images_per_s = store.history(run.run_id, "img_per_s")[-1][1]
             rows.append({"ranks": ranks, "img_per_s": images_per_s,
                          "top1": run.metrics["last_top1"]})  # fmt: skip
             shutil.rmtree(workdir, ignore_errors=True)

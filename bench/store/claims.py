@@ -86,6 +86,9 @@ class PostgresClaims:
     def describe(self) -> str:
         return f"PostgreSQL advisory locks at {_redacted(self.uri)}"
 
+    def close(self) -> None:
+        self._connection.close()
+
     def try_claim(self, run_key: str) -> Claim | None:
         key = advisory_key(run_key)
         with self._connection.cursor() as cursor:
@@ -101,6 +104,14 @@ def _redacted(uri: str) -> str:
     if not at:
         return uri
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}@{host}"
+
+
+def check_claims(workdir: Path, uri: str | None = None) -> None:
+    """A bad claims URI (or an unreachable database) as one line, before anything is done; the
+    connection it opens to find out is closed."""
+    claims = open_claims(workdir, uri)
+    if isinstance(claims, PostgresClaims):
+        claims.close()
 
 
 def open_claims(workdir: Path, uri: str | None = None) -> Claims:
