@@ -83,11 +83,14 @@ def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_p
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while True:  # until two runs are training past their first committed epoch
+    while True:  # until two students are training past their first committed epoch, each with
+        # epochs left: a run whose last epoch is committed (the 1-epoch teacher at once) may
+        # finish before the signal lands, and would not be interrupted
         busy = []
         if (work / "mlflow.db").is_file():
             busy = [r for r in MlflowTracker(work).search()
-                    if r.status == RUNNING and r.tags.get("epoch")]  # fmt: skip
+                    if r.status == RUNNING and r.tags.get("role") == "student"
+                    and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
         if len(busy) >= 2:
             break
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
