@@ -12,6 +12,7 @@ from model_zoo.pretrained import load_pretrained
 from model_zoo.registry import (
     ModelError,
     create,
+    has_batchnorm,
     input_resolution,
     list_models,
     register_model,
@@ -27,6 +28,7 @@ __all__ = [
     "ModelError",
     "create",
     "describe",
+    "has_batchnorm",
     "input_resolution",
     "resolution_range",
     "list_models",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,14 @@ def create(name: str, num_classes: int = 100, **kwargs: Any) -> nn.Module:
     # Lets error messages (e.g. load_checkpoint's) name the model the user asked for.
     model.model_zoo_name = name
     return model
+
+
+@functools.cache
+def has_batchnorm(name: str) -> bool:
+    """Whether the model normalizes with batch statistics in training, so that which images share
+    a batch on a device changes its numbers."""
+    model = create(name, num_classes=10)
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _prefix_family(name: str) -> tuple[PrefixFamily | None, str]:

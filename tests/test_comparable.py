@@ -55,11 +55,26 @@ def test_the_shipped_published_setup_is_comparable(method, pair):
     assert reasons(cell(method=method, pair=pair)) == []
 
 
-def test_imagenet_full_is_comparable_on_the_torch_backend():
+MDISTILLER_IMAGENET_BATCH = (
+    "per-device batch 512 (BatchNorm) against an unknown published one (setup imagenet_mdistiller)"
+)
+
+
+def test_imagenet_full_differs_on_the_torch_backend_only_in_the_unknown_per_device_batch():
+    """mdistiller's ImageNet runs used nn.DataParallel at batch 512 on a number of GPUs no source
+    states: BatchNorm saw 512 / GPUs images, which kdbench cannot match."""
     ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
     for method, pair in [("dkd", ("torchvision:resnet34", "torchvision:resnet18")),
                          ("kd", ("torchvision:resnet50", "imagenet:mobilenetv1"))]:  # fmt: skip
-        assert reasons(cell("imagenet_full", method, pair), ours) == []
+        assert reasons(cell("imagenet_full", method, pair), ours) == [MDISTILLER_IMAGENET_BATCH]
+
+
+def test_a_per_device_batch_that_differs_from_the_published_one():
+    two_ranks = cell().execution.__class__(world_size=2)
+    run = dataclasses.replace(cell(), execution=two_ranks)
+    assert reasons(run) == ["per-device batch 32 ≠ 64 (BatchNorm statistics)"]
+    synced = cell(overrides=["recipe.sync_bn=true"])  # statistics over the global batch
+    assert reasons(dataclasses.replace(synced, execution=two_ranks)) == []
 
 
 def test_a_recipe_field():
@@ -124,7 +139,8 @@ def test_a_backend_that_changes_pixels():
     pair = ("torchvision:resnet34", "torchvision:resnet18")
     ffcv = cell("imagenet_full", "dkd", pair, overrides=["data.backend=ffcv"])
     assert reasons(ffcv, ours) == [
-        "pixels ffcv-jpeg-r512-q90-opencv (backend ffcv) ≠ torchvision-pil"
+        "pixels ffcv-jpeg-r512-q90-opencv (backend ffcv) ≠ torchvision-pil",
+        MDISTILLER_IMAGENET_BATCH,
     ]
     # the CIFAR backends give the same batches (tested in test_data_backends): no difference
     assert reasons(cell(overrides=["data.backend=gpu"])) == []
@@ -146,9 +162,13 @@ def test_what_kdbench_cannot_reproduce_is_always_a_reason():
     found = differences(run, row, setup, LIKE_FOR_LIKE)
     assert found[0].startswith("strong view: the authors' RandAugment(2) + Cutout through PIL")
     assert found[1].startswith("confidence masks per GPU shard")
-    assert found[2:] == ["lr 0.05 ≠ 0.025"]  # the authors' configs for this pair
-    ours = cell("cifar100_methods", method="mlkd", overrides=["recipe.lr=0.025"])
-    assert len(differences(ours, row, setup, LIKE_FOR_LIKE)) == 2
+    # the authors' configs for this pair, with the 480 epochs the paper's numbers were made with
+    assert found[2:] == ["epochs 240 ≠ 480", "lr 0.05 ≠ 0.025",
+                         "per-device batch 64 (BatchNorm) against an unknown published one "
+                         "(setup mlkd_cifar100)"]  # fmt: skip
+    ours = cell("cifar100_methods", method="mlkd", overrides=["recipe.lr=0.025",
+                                                              "recipe.epochs=480"])
+    assert len(differences(ours, row, setup, LIKE_FOR_LIKE)) == 3
 
 
 def test_welch_p_is_welchs_t_test():
@@ -163,9 +183,10 @@ def test_welch_p_is_welchs_t_test():
 # ------------------------------------------------------------------ the report
 
 
-def _report(tmp_path, last_of, **options) -> str:
+def _report(tmp_path, last_of, methods=None, **options) -> str:
     raw = copy.deepcopy(read_matrix_yaml("cifar100_full")[0])
     raw["pairs"] = [p for p in raw["pairs"] if (p["teacher"], p["student"]) == PAIR]
+    raw["methods"] = methods or raw["methods"]
     raw["name"] = "c100pair"
     matrix = build_matrix(raw, "t", data_hash="abc", **options)
     tracker = JsonLinesTracker(tmp_path)
@@ -250,8 +271,10 @@ def test_tinyimagenet_full_finds_the_published_dot_rows_and_says_why_they_differ
         for method in ("kd", "kd_dot"):
             found = reasons(cell("tinyimagenet_full", method, ("ResNet18", student)), ours)
             assert found[0] == "augmentation RandomRotation(20) + flip (kdbench: pad-crop-flip)"
-            assert found[1].startswith("teacher self-trained"), found
-            assert len(found) == 2, found
+            assert found[1] == ("per-device batch 256 (BatchNorm) against an unknown "
+                                "published one (setup dot_tinyimagenet)")
+            assert found[2].startswith("teacher self-trained"), found
+            assert len(found) == 3, found
 
 
 def test_nkd_imagenet_rows_are_found_and_say_what_differs():
@@ -270,5 +293,20 @@ def test_nkd_imagenet_rows_are_found_and_say_what_differs():
         "data pipeline: mmcls's (kdbench: torchvision's PIL pipeline)",
         "batch_size 512 ≠ 256",  # imagenet_full keeps mdistiller's recipe
         "lr 0.2 ≠ 0.1",
+        "per-device batch 512 ≠ 32 (BatchNorm statistics)",  # mmcls: 8 GPUs x 32
         "metric unknown: the source does not say which epoch it reports",
     ]
+
+
+def test_published_rows_are_found_by_method_identity_never_by_label(tmp_path):
+    methods = [{"name": "ce", "label": "kd"}, {"name": "kd", "label": "hinton"},
+               {"name": "kd", "label": "kd_std", "params": {"standardize": True}},
+               {"name": "dkd"}, {"name": "cakd"}]  # fmt: skip
+    section = _report(tmp_path, lambda run: 73.0 + run.seed * 0.1, methods=methods)
+    ce_labelled_kd = _row(section, "kd")
+    assert ce_labelled_kd[5] == "72.50"  # CRD's student alone, not KD's 73.33
+    assert _row(section, "hinton")[5] == "73.33"
+    assert _row(section, "kd_std")[5] == "76.62"  # the LS paper's KD + LS: kd, standardize on
+    assert "kd 73.33" not in section.split("for context")[-1]  # each shown row is not context
+    assert "kd+ls 76.62" not in section.split("for context")[-1]
+    assert "crd 75.51" in section.split("for context")[-1]

@@ -1,6 +1,7 @@
 """One run on two processes: DDP with gloo, launched as torchrun does (RANK, WORLD_SIZE,
 MASTER_ADDR, MASTER_PORT), and once through torchrun itself."""
 
+import csv
 import json
 import os
 import re
@@ -251,6 +252,41 @@ def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
         assert len(runs) == 3 and {r.status for r in runs} == {FINISHED}
     assert forms[0] == forms[1] and len(forms[0]) > 20
     assert "DDP ranks per run `2` (per-rank batch `32`)" in (ddp / "report/README.md").read_text()
+
+
+def _report_rows(workdir: Path, matrix: Path, *args: str) -> tuple[str, dict[str, dict]]:
+    out = workdir / ("report" + "".join(args))
+    result = bench_cli(["report", "--matrix", str(matrix), "--out", str(out), *args], workdir,
+                       env=_env())  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open(out / "runs.csv", newline="") as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    return (out / "README.md").read_text(), rows
+
+
+def test_batchnorm_runs_on_other_ranks_are_another_group_and_plain_ones_pool(tmp_path):
+    """One store, each cell run by one process and by 2 ranks: the BatchNorm student's runs form
+    two groups (the report of each names the other), the student without BatchNorm pools."""
+    matrix = tmp_path / "ddp_bn.yaml"
+    matrix.write_text(MATRIX.replace("name: ddp_tiny", "name: ddp_bn").replace(
+        "pairs: [{teacher: plainnet_test, student: plainnet_test}]",
+        "pairs: [{teacher: plainnet_test, student: plainnet_test},\n"
+        "        {teacher: plainnet_test, student: bnnet_test}]").replace(
+        "epochs: 3,", "epochs: 1,"))  # fmt: skip
+    workdir = tmp_path / "store"
+    single = bench_cli(["run", "--matrix", str(matrix), "--device", "cpu"], workdir, env=_env())
+    assert single.returncode == 0, single.stderr
+    assert [rc for rc, _ in finish(launch(workdir, matrix))] == [0, 0]
+    text, rows = _report_rows(workdir, matrix, "--ranks", "1")
+    assert rows["bnnet_test"]["world_size"] == "1"
+    assert "The store also holds 1 run(s) with" in text  # the BatchNorm student's 2-rank run
+    assert "batchnorm_batch 8: `python -m bench report" in text and "--ranks 2`" in text
+    text2, rows2 = _report_rows(workdir, matrix, "--ranks", "2")
+    assert rows2["bnnet_test"]["world_size"] == "2"
+    assert "batchnorm_batch 16: `python -m bench report" in text2 and "--ranks 1`" in text2
+    # without BatchNorm, both executions stand for one cell in either report
+    assert rows["plainnet_test"]["state"] == rows2["plainnet_test"]["state"] == "finished"
+    assert "batchnorm_batch none:" not in text + text2
 
 
 def test_slurm_task_of_eight_gpus_is_one_ddp_group(tmp_path, capsys):

@@ -370,7 +370,7 @@ def test_a_report_of_cifar100_methods_renders_every_method_and_the_published_num
     assert "75.12" in rows["kd+dot"] and f"{75.3 - 75.12:+.2f} (ours best" in rows["kd+dot"]
     assert "76.17" in rows["ttm"] and "not comparable: ttm's published parameters are not" in (
         rows["ttm"])
-    assert "76.62" in rows["kd+ls"]  # the LS paper's KD+LS, looked up by its label
+    assert "76.62" in rows["kd+ls"]  # the LS paper's KD+LS: kd with standardize on
     assert "not published" in rows["nkd"]
 
 

@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="report the runs made with this teacher-logit cache (default: the most used)",
     )
     report.add_argument(
+        "--ranks",
+        type=int,
+        help="report the runs made on this many DDP ranks (with BatchNorm, each normalizes "
+        "batch/ranks images; default: the number most runs used)",
+    )
+    report.add_argument(
         "--format",
         choices=["md", "html", "latex"],
         default="md",

@@ -304,6 +304,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         subset_per_class=args.subset_per_class,
         precision=args.precision,
         teacher_cache=args.teacher_cache,
+        ranks=args.ranks,
     )
     out = Path(args.out) if args.out else REPORTS / matrix.name
     fmt = getattr(args, "format", "md")

@@ -79,10 +79,12 @@ def _data(run: RunSpec, setup: PublishedSetup, *, augmentation: bool = True) -> 
 
 def _recipe(run: RunSpec, setup: PublishedSetup) -> list[str]:
     theirs = setup.recipe_for(run.student)
+    if theirs is None:
+        return [f"the published recipe is not released (setup {setup.name})"]
     ours = dataclasses.asdict(run.recipe)
-    unused = ()
+    unused: tuple[str, ...] = ("sync_bn",)  # what it changes is the per-device batch, below
     if ours["schedule"] == theirs["schedule"]:
-        unused = STEP_ONLY if ours["schedule"] == "cosine" else COSINE_ONLY
+        unused += STEP_ONLY if ours["schedule"] == "cosine" else COSINE_ONLY
     return [
         f"{key} {_text(ours[key])} ≠ {_text(theirs[key])}"
         for key in ours
@@ -95,7 +97,7 @@ def _method(run: RunSpec, row: Published, setup: PublishedSetup) -> list[str]:
     if name not in setup.methods:
         return [f"{name}'s published parameters are not recorded (setup {setup.name})"]
     defaults = methods.all_params(name)
-    theirs = dict(setup.methods[name] or {}) | row.params
+    theirs = dict(setup.methods[name] or {}) | row.method_identity[1] | row.params
     ours = defaults | run.method.params  # an added option left out of the key is its default
     reasons = [
         f"{name}.{key} {_text(ours.get(key, '—'))} ≠ {_text(value)}"
@@ -109,6 +111,20 @@ def _method(run: RunSpec, row: Published, setup: PublishedSetup) -> list[str]:
         if key not in theirs and key in defaults and not _same(value, defaults[key])
     ]
     return reasons
+
+
+def _batchnorm(run: RunSpec, setup: PublishedSetup) -> list[str]:
+    """Which images BatchNorm normalized together: the per-device batch (a model without
+    BatchNorm does not depend on it)."""
+    ours = run.batchnorm_batch
+    if ours == "none":
+        return []
+    if setup.per_device_batch is None:
+        return [f"per-device batch {ours} (BatchNorm) against an unknown published one "
+                f"(setup {setup.name})"]
+    if int(ours) != setup.per_device_batch:
+        return [f"per-device batch {ours} ≠ {setup.per_device_batch} (BatchNorm statistics)"]
+    return []
 
 
 def _execution(run: RunSpec, setup: PublishedSetup) -> list[str]:
@@ -160,6 +176,7 @@ def differences(run: RunSpec, row: Published, setup: PublishedSetup, ours: Ours)
         *setup.not_reproduced,
         *_data(run, setup),
         *_recipe(run, setup),
+        *_batchnorm(run, setup),
         *_method(run, row, setup),
         *_execution(run, setup),
         *_teacher(run, setup, ours),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+import methods
 from bench.errors import SpecError
 from bench.references.files import reference_files
 from bench.spec import DataSpec
@@ -26,6 +27,13 @@ PUBLISHED_DATASETS = {
     "tinyimagenet": "tinyimagenet",
 }
 EPOCH_METRICS = ("last", "best")
+# Published method names that are a kdbench method with some of its on/off options set. LS (Sun
+# et al., CVPR 2024, Tables 1 and 3): "KD + ours" / "DKD + ours" are KD / DKD on standardized
+# logits, kdbench's `standardize: true`.
+PUBLISHED_VARIANTS: dict[str, tuple[str, dict]] = {
+    "kd+ls": ("kd", {"standardize": True}),
+    "dkd+ls": ("dkd", {"standardize": True}),
+}
 METRICS = (*EPOCH_METRICS, "best_val", "pretrained", "unknown")
 
 
@@ -43,6 +51,12 @@ class Published:
     setup: str
     source: str
     params: dict = field(default_factory=dict)
+
+    @property
+    def method_identity(self) -> tuple[str, dict]:
+        """(kdbench method name, the on/off options the published method has set)."""
+        name = self.method.casefold()
+        return PUBLISHED_VARIANTS.get(name, (name, {}))
 
     @property
     def runs_text(self) -> str:
@@ -106,6 +120,13 @@ def model_key(name: str) -> str:
     return name.split(":", 1)[-1].casefold()
 
 
+def on_off_options(name: str) -> dict[str, bool]:
+    """A method's boolean parameters with their defaults (none for a method kdbench lacks)."""
+    if name not in methods.available():
+        return {}
+    return {key: value for key, value in methods.all_params(name).items() if type(value) is bool}
+
+
 def not_compared_reason(data: DataSpec) -> str:
     """Why no run on this data is compared with published numbers ('' when they may be)."""
     if data.dataset not in PUBLISHED_DATASETS:
@@ -145,6 +166,22 @@ class PublishedTable:
             method.casefold(),
         )
         return self._index.get(key)
+
+    def find_method(
+        self, dataset: str, teacher: str, student: str, name: str, params: dict
+    ) -> Published | None:
+        """The published row of this exact method: the same method name and the same value of
+        every on/off option (an option a row does not set is the method's default). A cell's
+        label plays no part: a `ce` cell labelled `kd` is not KD."""
+        options = on_off_options(name)
+        ours = {key: params.get(key, default) for key, default in options.items()}
+        for row in reversed(self.for_pair(dataset, teacher, student)):
+            row_name, row_options = row.method_identity
+            if row_name == name and all(
+                row_options.get(key, default) == ours[key] for key, default in options.items()
+            ):
+                return row
+        return None
 
     def for_pair(self, dataset: str, teacher: str, student: str) -> list[Published]:
         key = (PUBLISHED_DATASETS.get(dataset, dataset), model_key(teacher), model_key(student))

@@ -23,8 +23,11 @@ class PublishedSetup:
     name: str
     source: str
     dataset: str
-    recipe: dict
+    recipe: dict | None  # None: the authors did not release it
     recipe_by_student: dict = field(default_factory=dict)
+    # the images one BatchNorm layer normalized together (None: no source establishes it)
+    per_device_batch: int | None = None
+    per_device_batch_source: str = ""
     methods: dict = field(default_factory=dict)
     precision: str = "fp32"
     teacher: str = "released"
@@ -34,7 +37,9 @@ class PublishedSetup:
     metric_note: str = ""
     not_reproduced: tuple[str, ...] = ()
 
-    def recipe_for(self, student: str) -> dict:
+    def recipe_for(self, student: str) -> dict | None:
+        if self.recipe is None:
+            return None
         return self.recipe | self.recipe_by_student.get(student, {})
 
 
@@ -45,9 +50,11 @@ def _setup(name: str, raw: dict) -> PublishedSetup:
         raise SpecError(
             f"setups.yaml {name}.{unknown[0]}: unknown field; valid: {', '.join(sorted(known))}"
         )
+    if "recipe" not in raw:
+        raise SpecError(f"setups.yaml {name}.recipe: missing (null where it is not released)")
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - set(RECIPE_FIELD_DEFAULTS)
-    missing = sorted(recipe_fields - set(raw.get("recipe") or {}))
-    if missing:
+    missing = sorted(recipe_fields - set(raw["recipe"] or {}))
+    if raw["recipe"] is not None and missing:
         raise SpecError(f"setups.yaml {name}.recipe: missing {', '.join(missing)}")
     if raw.get("precision", "fp32") not in PRECISIONS:
         raise SpecError(f"setups.yaml {name}.precision: expected one of {', '.join(PRECISIONS)}")
@@ -56,7 +63,8 @@ def _setup(name: str, raw: dict) -> PublishedSetup:
             f"setups.yaml {name}.teacher: expected one of {', '.join(TEACHER_SOURCES)}"
         )
     values = dict(raw)
-    values["recipe"] = RECIPE_FIELD_DEFAULTS | values["recipe"]
+    if values["recipe"] is not None:
+        values["recipe"] = RECIPE_FIELD_DEFAULTS | values["recipe"]
     values["not_reproduced"] = tuple(values.get("not_reproduced") or ())
     return PublishedSetup(name=name, **values)
 

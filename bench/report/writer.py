@@ -110,10 +110,11 @@ def write_report(
         others = other_numerics(matrix, records)
         if others:
             made = describe_numerics(numerics_of_run(matrix.runs[0]))
-            held = "; ".join(describe_numerics(n) for n in sorted(others))
+            held = "; ".join(sorted({describe_numerics(n) for n, _ in others}))
             raise SpecError(
                 f"no runs of matrix '{matrix.name}' made with {made} in {tracker.describe()}; "
-                f"it holds runs made with {held} (report them with --precision/--teacher-cache)"
+                f"it holds runs made with {held} (report them with --precision/--teacher-cache/"
+                "--ranks)"
             )
         raise SpecError(
             f"no finished runs of matrix '{matrix.name}' in {tracker.describe()} (none at all); "
@@ -168,12 +169,13 @@ def load_report_matrix(
     subset_per_class: int | None = None,
     precision: str | None = None,
     teacher_cache: str | None = None,
+    ranks: int | None = None,
 ) -> Matrix:
     """The matrix to report, built with the data content hash its runs were logged with, so a
     report never reads (or downloads) data: the hash of the matrix's own runs, else any hash in
     the store; where several, the one whose cells the store holds most of. Its numerics
-    (precision, teacher-cache dtype) are the ones asked for, else the ones most of the matrix's
-    runs were made with."""
+    (precision, teacher-cache dtype, DDP ranks: BatchNorm's per-device batch) are the ones asked
+    for, else the ones most of the matrix's runs were made with."""
     raw, _ = read_matrix_yaml(name_or_path)
     name = str(apply_overrides(raw, list(overrides or [])).get("name"))
     if not records:
@@ -189,6 +191,9 @@ def load_report_matrix(
     teacher_cache = teacher_cache or _most_common(
         [r.params.get("teacher_cache", "none") for r in students], "none"
     )
+    if ranks is not None and ranks < 1:
+        raise SpecError(f"--ranks {ranks}: expected a positive number of DDP ranks")
+    ranks = ranks or int(_most_common([str(r.params.get("world_size", 1)) for r in students], "1"))
 
     def build(data_hash: str) -> Matrix:
         return load_matrix(
@@ -200,7 +205,7 @@ def load_report_matrix(
             teacher_cache=teacher_cache,
             data_hash=data_hash,
             device="cuda" if precision == "tf32" else "cpu",  # TF32 exists on CUDA only
-        )
+        ).on_ranks(ranks)
 
     matrices = [build(h) for h in candidates]
     return max(matrices, key=lambda m: sum(run.cell_key in cell_keys for run in m.runs))
@@ -212,11 +217,12 @@ def _most_common(values: list, default: str) -> str:
 
 
 def other_numerics(matrix: Matrix, records: list[RunRecord]) -> Counter:
-    """How many runs of the matrix's cells the store holds with other numerics (not pooled)."""
+    """How many runs of the matrix's cells the store holds with other numerics (not pooled), by
+    (numerics, DDP ranks)."""
     cells = {run.cell_key for run in matrix.runs}
     wanted = {numerics_of_run(run) for run in matrix.runs}
     return Counter(
-        numerics_of_record(r)
+        (numerics_of_record(r), int(r.params.get("world_size", 1)))
         for r in records
         if r.tags.get("cell_key") in cells
         and r.tags.get("role") != "teacher"

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+import model_zoo
 from bench.errors import SpecError
 from bench.spec.keys import short_hash
 from methods.params import params_dataclass
@@ -399,6 +400,12 @@ class RunSpec:
         return short_hash({"cell": self.cell(), "execution": execution})
 
     @property
+    def batchnorm_batch(self) -> str:
+        return batchnorm_batch(
+            self.student, self.recipe.batch_size, self.execution.world_size, self.recipe.sync_bn
+        )
+
+    @property
     def name(self) -> str:
         teacher = f"{self.teacher.arch}->" if self.teacher else ""
         return f"{teacher}{self.student} {self.method.label} seed{self.seed}"
@@ -434,6 +441,20 @@ class RunSpec:
                 self.teacher.checkpoint or self.teacher.pretrained or self.teacher.source
             )
         return out
+
+
+def batchnorm_batch(student: str, batch_size: int, world_size: int, sync_bn: bool) -> str:
+    """How many images each BatchNorm layer of the student normalizes together in training: the
+    per-device batch (the global batch with SyncBatchNorm), or 'none' for a model without
+    BatchNorm. A model this process does not know (a plugin not loaded) counts as having it, so
+    its runs are never pooled by mistake."""
+    try:
+        normalizes = model_zoo.has_batchnorm(student)
+    except ValueError:
+        normalizes = True
+    if not normalizes:
+        return "none"
+    return str(batch_size if sync_bn else batch_size // max(world_size, 1))
 
 
 def teacher_run(teacher: TeacherSpec, student_run: RunSpec) -> RunSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bench.spec import RunSpec
+from bench.spec.schema import batchnorm_batch
 
 # Tags the engine writes about how a run's numbers were computed (see engine.environment).
 EXECUTION_TAGS = (
@@ -50,6 +51,9 @@ NUMERICS = (
     ("teacher_cache", "none"),
     ("memory_format", "channels_last"),
     ("deterministic", "false"),
+    # which images a BatchNorm layer normalizes together: the per-device batch (DDP ranks
+    # normalize their own part of the global batch), or 'none' for a model without BatchNorm
+    ("batchnorm_batch", "the global batch"),
 )
 
 
@@ -71,13 +75,31 @@ def numerics_of_record(record: RecordLike) -> tuple[str, ...]:
         str(params.get("teacher_cache", "none")),
         str(params.get("memory_format", "channels_last")),
         str(tags.get("deterministic_algorithms", "false")),
+        _batchnorm_batch_of_record(params),
     )
+
+
+def _batchnorm_batch_of_record(params: dict) -> str:
+    """From the params every run logs; runs from before DDP were single processes."""
+    try:
+        batch_size = int(params.get("recipe.batch_size", 0))
+        world_size = int(params.get("world_size", 1))
+    except (TypeError, ValueError):
+        return "unknown"
+    sync_bn = str(params.get("recipe.sync_bn", False)).lower() == "true"
+    return batchnorm_batch(str(params.get("student", "")), batch_size, world_size, sync_bn)
 
 
 def numerics_of_run(run: RunSpec) -> tuple[str, ...]:
     """The numerics a run of this spec is made with (kdbench never turns deterministic mode on)."""
     execution = run.execution
-    return (execution.precision, execution.teacher_cache, execution.memory_format, "false")
+    return (
+        execution.precision,
+        execution.teacher_cache,
+        execution.memory_format,
+        "false",
+        run.batchnorm_batch,
+    )
 
 
 def describe_numerics(numerics: tuple[str, ...]) -> str:

@@ -188,14 +188,16 @@ def _numerics_note(ctx: ReportContext) -> list[Block]:
     text = (
         f"Pooled: only runs made with {describe_numerics(numerics_of_run(run))}; runs of the "
         "same cells with another precision (fp32 with TF32 on counts as tf32), teacher-cache "
-        "dtype, memory format or deterministic mode are other experiments and never enter these "
-        "means."
+        "dtype, memory format, deterministic mode or BatchNorm batch (the images one device "
+        "normalizes together: a run on N DDP ranks normalizes batch/N) are other experiments and "
+        "never enter these means."
     )
-    for numerics, count in sorted(ctx.other_numerics.items()):
+    for (numerics, ranks), count in sorted(ctx.other_numerics.items()):
         precision, cache = numerics[0], numerics[1]
         text += (
             f" The store also holds {count} run(s) with {describe_numerics(numerics)}: "
-            f"`python -m bench report --precision {precision} --teacher-cache {cache}`."
+            f"`python -m bench report --precision {precision} --teacher-cache {cache} "
+            f"--ranks {ranks}`."
         )
     return [Para(text)]
 

@@ -10,6 +10,7 @@ from bench.references import (
     not_compared_reason,
     teacher_differences,
 )
+from bench.references.published import Published
 from bench.references.setups import PublishedSetup
 from bench.report.collect import Results
 from bench.report.render import Block, Heading, Para, Table
@@ -75,14 +76,11 @@ def _teacher_row(matrix, results, published, setups, pair) -> list[str]:
 
 def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
     teacher, student = pair
-    name = results.method_name(label)
     last = results.summary(pair, label, "last")
     best = results.summary(pair, label, "best")
     ours_cols = [fmt_summary(last), fmt_summary(best)]
-    # by the label first (the LS paper's kd+ls is kd with standardize on), then by the method
-    pub = published.find(matrix.data.dataset, teacher, student, label) or published.find(
-        matrix.data.dataset, teacher, student, name
-    )
+    cells = results.cells_of(pair, label)
+    pub = _published_row(matrix, published, pair, cells)
     if pub is None:
         return [*pair, label, *ours_cols, "not published", "—", "—", "", ""]
     setup = setups.get(pub.setup)
@@ -97,7 +95,6 @@ def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
         teacher_top1=_teacher_score(results, pair),
         published_teacher_top1=teacher_top1.top1 if teacher_top1 else None,
     )
-    cells = results.cells_of(pair, label)
     reasons = differences(cells[0].run, pub, setup, context) if cells else ["no cells"]
     if reasons:
         delta, agreement = _not_comparable(reasons), ""
@@ -106,6 +103,14 @@ def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
         agreement = _agreement(ours, pub)
     return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, setup), delta,
             agreement, pub.source]  # fmt: skip
+
+
+def _published_row(matrix, published, pair, cells) -> Published | None:
+    """The row of the cells' method identity (name and on/off options), never of their label."""
+    if not cells:
+        return None
+    method = cells[0].run.method
+    return published.find_method(matrix.data.dataset, *pair, method.name, method.params)
 
 
 def published_section(matrix: Matrix, results: Results, published: PublishedTable) -> list[Block]:
@@ -138,14 +143,17 @@ def published_section(matrix: Matrix, results: Results, published: PublishedTabl
 
 
 def _context_blocks(matrix: Matrix, results: Results, published: PublishedTable) -> list[Block]:
-    ours = {results.method_name(label) for label in matrix.method_labels} | {"teacher"}
-    ours |= set(matrix.method_labels)
     context = []
     for teacher, student in matrix.pairs:
+        shown = {
+            id(_published_row(matrix, published, (teacher, student), results.cells_of(
+                (teacher, student), label)))
+            for label in matrix.method_labels
+        }
         others = [
             p
             for p in published.for_pair(matrix.data.dataset, teacher, student)
-            if p.method not in ours
+            if p.method != "teacher" and id(p) not in shown
         ]
         if others:
             context.append([teacher, student, "; ".join(_published_brief(p) for p in others)])
