@@ -4,7 +4,8 @@
 The loss is KD's. DOT keeps two momentum buffers: the task (CE) gradient, with weight decay,
 accumulates with momentum μ − Δ, and the distillation gradient with μ + Δ; each step applies both,
 p ← p − lr·b_task − lr·b_kd. With Δ = 0 this is SGD on the summed loss. A parameter that gets only
-one of the two gradients uses (μ_task + μ_kd) / 2, weight decay going with whichever it gets. The
+one of the two gradients uses (μ_task + μ_kd) / 2, weight decay going with whichever it gets (a
+distillation-only parameter's from its second step, as the reference code's buffer starts). The
 two gradients come from two backward passes (distillation first, the graph kept, then the task).
 """
 
@@ -84,8 +85,10 @@ class DistillationOrientedTrainer(torch.optim.Optimizer):
             if p not in kd:
                 continue
             gradient, momentum = kd[p], mu_kd
-            if p.grad is None:  # only the distillation reaches it: it carries the decay
-                gradient = gradient.add(p, alpha=decay) if decay else gradient
+            if p.grad is None:  # only the distillation reaches it: it carries the decay, from
+                # its second step on, as mdistiller's dot() (the first step starts the buffer)
+                if decay and "kd" in self.state[p]:
+                    gradient = gradient.add(p, alpha=decay)
                 momentum = mu_mean
             p.add_(self._accumulate(self.state[p], "kd", gradient, momentum), alpha=-lr)
         self._kd_gradients = {}

@@ -8,7 +8,7 @@ import pkgutil
 
 from model_zoo.checkpoint import CheckpointError, load_checkpoint, sha256_file
 from model_zoo.describe import describe
-from model_zoo.pretrained import load_pretrained
+from model_zoo.pretrained import load_pretrained, torchvision_weights_url
 from model_zoo.registry import (
     ModelError,
     create,
@@ -36,4 +36,5 @@ __all__ = [
     "load_pretrained",
     "register_model",
     "sha256_file",
+    "torchvision_weights_url",
 ]

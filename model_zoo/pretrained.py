@@ -28,6 +28,14 @@ def torchvision_weights(name: str) -> Any | None:
     return get_model_weights(name.removeprefix("torchvision:"))[info.pretrained]
 
 
+def torchvision_weights_url(name: str) -> str:
+    """Where torchvision downloads `name`'s built-in pretrained weights from."""
+    weights = torchvision_weights(name)
+    if weights is None:
+        raise CheckpointError(f"model '{name}' has no built-in pretrained weights")
+    return weights.url
+
+
 def load_pretrained(
     name: str, model: nn.Module, weights_file: str | os.PathLike[str] | None = None
 ) -> str:

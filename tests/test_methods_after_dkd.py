@@ -381,3 +381,28 @@ def test_dot_refuses_a_distillation_momentum_of_one_or_more():
     method = methods.create("kd_dot", num_classes=4)
     with pytest.raises(methods.MethodError, match="must stay below 1"):
         build_optimizer(torch.nn.Linear(3, 4), Recipe(momentum=0.95), torch.device("cpu"), method)
+
+
+def test_dot_decays_a_distillation_only_parameter_from_its_second_step_as_mdistiller():
+    """mdistiller's dot(): a parameter that only the distillation loss reaches starts its buffer
+    from the raw gradient, and adds weight decay from the second step on."""
+    from methods.dot import DistillationOrientedTrainer
+
+    lr, decay, mu_task, mu_kd = 0.1, 0.5, 0.8, 0.9
+    shared = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    kd_only = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    optimizer = DistillationOrientedTrainer([shared, kd_only], lr=lr, momentum_task=mu_task,
+                                            momentum_kd=mu_kd, weight_decay=decay)  # fmt: skip
+    grads = [torch.tensor([0.3], dtype=torch.float64), torch.tensor([-0.2], dtype=torch.float64)]
+    expected, buffer = 2.0, None
+    for g in grads:
+        shared.grad, kd_only.grad = torch.ones_like(shared), g.clone()
+        optimizer.keep_distillation_gradients()
+        kd_only.grad = None
+        optimizer.step()
+        if buffer is None:
+            buffer = g.item()
+        else:
+            buffer = (mu_task + mu_kd) / 2 * buffer + g.item() + decay * expected
+        expected -= lr * buffer
+    assert kd_only.item() == pytest.approx(expected, rel=1e-12)

@@ -37,14 +37,19 @@ def released_archive(folder: Path, arch: str = "resnet20", seed: int = 0) -> tup
     return archive, hashlib.sha256(checkpoint.read_bytes()).hexdigest()
 
 
-def references(folder: Path, url: str, teacher_top1: float) -> Path:
-    """A $KDBENCH_REFERENCES folder: a release for the synthetic data, and its teacher's paper."""
+def references(folder: Path, url: str, teacher_top1: float | None,
+               sha256: dict | None = None) -> Path:  # fmt: skip
+    """A $KDBENCH_REFERENCES folder: a release for the synthetic data (its files pinned by
+    `sha256`), and its teacher's paper (no accuracy to check against where `teacher_top1` is
+    None)."""
     folder.mkdir(parents=True, exist_ok=True)
-    release = {"name": "test-release", "url": url, "member": MEMBER, "tolerance": 0.15}
+    release = {"name": "test-release", "url": url, "member": MEMBER, "tolerance": 0.15,
+               "sha256": sha256 or {"resnet20": None}, "sha256_source": "a test"}  # fmt: skip
     (folder / "teachers.yaml").write_text(yaml.safe_dump({"synthetic": release}))
+    row = f"synthetic,resnet20,resnet8,teacher,{teacher_top1},,last,1,,synthetic_release,,a test\n"
     (folder / "published.csv").write_text(
         "dataset,teacher,student,method,top1,top5,metric,runs,std,setup,params,source\n"
-        f"synthetic,resnet20,resnet8,teacher,{teacher_top1},,last,1,,synthetic_release,,a test\n"
+        + (row if teacher_top1 is not None else "")
     )
     recipe = {"epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9,
               "weight_decay": 5.0e-4, "nesterov": False, "milestones": [1], "lr_decay": 0.1}
@@ -169,3 +174,45 @@ def test_a_dataset_without_a_release_is_one_line_exit_2(tmp_path, monkeypatch, c
     assert code == 2
     one_error_line(err, "no released teachers are recorded for dataset 'synthetic'",
                    "teacher.source: trained")  # fmt: skip
+
+
+def test_two_released_files_key_their_students_apart_and_a_pin_refuses_another_file(
+    tmp_path, monkeypatch, capsys
+):
+    """Two mirrors of one release name holding different files: their students are other cells
+    (never pooled); the same file again is the same cell; a pinned hash refuses the other file
+    in one line before anything runs."""
+    students, hashes = {}, {}
+    for name, seed in (("a", 0), ("b", 1), ("a_again", 0)):
+        (tmp_path / name).mkdir()
+        archive, hashes[name] = released_archive(tmp_path / name, seed=seed)
+        refs = references(tmp_path / f"refs_{name}", archive.as_uri(), None)
+        monkeypatch.setenv("KDBENCH_REFERENCES", str(refs))
+        work = tmp_path / f"work_{name}"
+        code, out, _ = run(matrix_file(tmp_path), work, capsys)
+        assert code == 0, out
+        [student] = [r for r in JsonLinesTracker(work).search() if r.tags["role"] == "student"]
+        assert student.tags["teacher_sha256"] == hashes[name]
+        students[name] = student.tags["cell_key"]
+    assert students["a"] != students["b"]
+    assert students["a"] == students["a_again"]
+    assert main(["teachers", "--workdir", str(tmp_path / "work_b")]) == 0
+    listing = capsys.readouterr().out
+    [line] = [x for x in listing.splitlines() if x.startswith("synthetic ")]
+    assert "resnet20" in line and "not pinned" in line and hashes["b"][:16] in line
+
+    pinned = references(tmp_path / "refs_pinned", (tmp_path / "b" / "cifar_teachers.tar").as_uri(),
+                        None, sha256={"resnet20": hashes["a"][:12]})  # fmt: skip
+    monkeypatch.setenv("KDBENCH_REFERENCES", str(pinned))
+    work = tmp_path / "work_pinned"
+    code, _, err = run(matrix_file(tmp_path), work, capsys)
+    assert code == 2
+    err = [line for line in err if "%|" not in line]  # torch.hub's download progress
+    one_error_line(err, "teacher resnet20", hashes["b"][:16], f"not the pinned {hashes['a'][:12]}",
+                   "test-release (a test)")  # fmt: skip
+    assert JsonLinesTracker(work).search() == []
+    assert main(["teachers", "--workdir", str(work)]) == 0
+    listing = capsys.readouterr().out
+    [line] = [x for x in listing.splitlines() if x.startswith("synthetic ")]
+    assert line.split()[:4] == ["synthetic", "resnet20", "test-release", hashes["a"][:12]]
+    assert line.endswith("not fetched") and "test-release: pins from a test" in listing

@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (default reports/<matrix>)")
     report.add_argument(
         "--metric",
-        choices=["last", "best"],
+        choices=["last", "best", "best_val"],
         default="last",
-        help="primary number: last-epoch or best-epoch top-1",
+        help="primary number: the last epoch's test top-1, the best on test (as mdistiller), or "
+        "the test top-1 of the best validation epoch (needs data.val_per_class)",
     )
     report.add_argument(
         "--precision",
@@ -198,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--matrix", default="smoke", help="prepare the data of this matrix")
     data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     data.add_argument("--workdir")
+
+    teachers = sub.add_parser(
+        "teachers", help="the released teachers: their sha256 pins and what the workdir holds"
+    )
+    teachers.add_argument("--workdir")
 
     listing = sub.add_parser("list", help="list models, methods or matrices")
     listing.add_argument("what", choices=["models", "methods", "matrices"])

@@ -48,11 +48,19 @@ def _with_present_data(matrix: Matrix, workdir: Path) -> tuple[Matrix, str]:
     """The matrix keyed by the data already on disk, or unkeyed with the reason (nothing is
     generated or downloaded)."""
     from bench.data.datasets.registry import absent_reason, present_hash
+    from bench.engine.published_teachers import bind_released_teachers
 
     data_hash = present_hash(matrix.data, workdir)
     if data_hash is None:
         return matrix, absent_reason(matrix.data, workdir)
-    return matrix.bind_data_hash(data_hash), ""
+    matrix = bind_released_teachers(matrix.bind_data_hash(data_hash), workdir, fetch=False)
+    unfetched = sorted({t.arch for t in matrix.teachers if not t.bound})
+    if unfetched:
+        return matrix, (
+            f"released teacher {', '.join(unfetched)} not fetched yet (the sha256 of its file "
+            "is part of its students' keys)"
+        )
+    return matrix, ""
 
 
 def _print_spec(runs: list[RunSpec], unkeyed_reason: str) -> None:
@@ -312,6 +320,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     plots = sorted((out / "plots").glob("*.png"))
     written = ", ".join(str(p) for p in report_files(out, fmt))
     print(f"wrote {written} and {len(plots)} plots in {out / 'plots'}")
+    return 0
+
+
+def cmd_teachers(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.engine.published_teachers import released_teachers
+
+    teachers = released_teachers(resolve_workdir(args.workdir))
+    rows = [
+        [t.dataset, t.arch, t.release, t.pin or "not pinned: its sha256 keys its students",
+         t.published_top1, t.held]
+        for t in teachers
+    ]  # fmt: skip
+    print(tabulate(rows, ["dataset", "teacher", "release", "sha256 pin", "published top-1",
+                          "in the work directory"]))  # fmt: skip
+    sources = {t.release: t.pin_source for t in teachers}
+    for release, source in sources.items():
+        print(f"{release}: pins from {source}")
     return 0
 
 

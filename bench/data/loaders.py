@@ -30,6 +30,7 @@ class Loaders:
     augment: bool = True
     train_size: int = 0  # train samples (after the subset)
     normalization: Normalization = CIFAR100_NORMALIZATION
+    val: Any = None  # the train images held out for validation (in order, plain), if any
 
     def variants(self, epoch: int, indices: torch.Tensor):
         """The (dx, dy, flip) each sample of a train batch received (teacher-logit cache)."""
@@ -139,7 +140,19 @@ def make_loaders(
         data.augment,
         len(splits.train_labels),
         splits.normalization,
+        _val_loader(splits, test_batch_size, seed, device, shard),
     )
+
+
+def _val_loader(splits, batch_size: int, seed: int, device, shard: Shard):
+    """The held-out train images, evaluated like test. Arrays in memory on every backend: they
+    are read from the train split, unaugmented, so every backend scores the same pixels."""
+    if splits.val_labels is None:
+        return None
+    check_shardable(batch_size, len(splits.val_labels), shard, "validation")
+    return MemoryLoader(splits.val_images, splits.val_labels, splits.val_index,
+                        batch_size=batch_size, seed=seed, train=False, augment=False,
+                        device=device, stats=splits.normalization, shard=shard)  # fmt: skip
 
 
 def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path,

@@ -8,15 +8,17 @@ from pathlib import Path
 
 from bench import spec
 from bench.data.datasets.registry import dataset_hash
+from bench.engine.published_teachers import bind_released_teachers
 from bench.spec import Matrix
 from bench.workdir import resolve_workdir
 
 
 def bind_data(matrix: Matrix, workdir: Path) -> Matrix:
-    """`matrix` with the content hash of its data in every key (the data is made ready first)."""
-    if matrix.keyed:
-        return matrix
-    return matrix.bind_data_hash(dataset_hash(matrix.data, Path(workdir)))
+    """`matrix` with the content hash of its data in every key (the data is made ready first),
+    and the sha256 of each released teacher file (fetched first) in its students' keys."""
+    if any(run.data_hash is None for run in matrix.runs):
+        matrix = matrix.bind_data_hash(dataset_hash(matrix.data, Path(workdir)))
+    return bind_released_teachers(matrix, Path(workdir))
 
 
 def load_matrix(

@@ -12,7 +12,7 @@ import model_zoo
 from bench.engine.distributed import Group
 from bench.engine.environment import apply_precision
 from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
-from bench.engine.published_teachers import fetch_published_teacher
+from bench.engine.published_teachers import check_pin, fetch_published_teacher
 from bench.engine.train import evaluate
 from bench.errors import BenchError
 from bench.files import atomic_write, atomic_write_text, quarantine
@@ -164,6 +164,9 @@ def prepare_teacher(
         if teacher.published:
             path = fetch_published_teacher(teacher, run.data.dataset, workdir)
         model, sha = load_frozen(teacher.arch, path, num_classes, device, channels_last)
+        release = teacher_release(run.data.dataset) if teacher.source == "published" else None
+        if release is not None:
+            check_pin(release, teacher.arch, sha, path or teacher.pretrained)
         top1 = _rescore(model, run, sha, device, workdir)
         if teacher.source == "published":
             _check_published_accuracy(teacher, run, top1, sha, log)

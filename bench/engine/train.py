@@ -265,6 +265,9 @@ def train_epochs(
             metrics.update(
                 {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
             )
+            if loaders.val is not None:
+                val = evaluate(model, loaders.val, device, precision, channels_last, group)
+                metrics.update({"val/top1": val["top1"], "val/loss": val["loss"]})
             on_epoch(epoch, metrics)
             last = epoch
             if group.any(stop_requested(), device):

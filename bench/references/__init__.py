@@ -16,7 +16,12 @@ from bench.references.published import (
     not_compared_reason,
 )
 from bench.references.setups import PublishedSetup, load_setups
-from bench.references.teachers import TeacherRelease, published_teacher_top1, teacher_release
+from bench.references.teachers import (
+    TeacherRelease,
+    published_teacher_top1,
+    teacher_release,
+    teacher_releases,
+)
 
 __all__ = [
     "Ours",
@@ -31,4 +36,5 @@ __all__ = [
     "published_teacher_top1",
     "teacher_differences",
     "teacher_release",
+    "teacher_releases",
 ]

@@ -159,14 +159,22 @@ def _seeds(row: Published, ours: Ours) -> list[str]:
     return []
 
 
-def _metric(row: Published) -> list[str]:
+def _metric(run: RunSpec, row: Published, setup: PublishedSetup) -> list[str]:
+    held_out = run.data.val_per_class
     if row.metric in EPOCH_METRICS:
+        if held_out is not None:
+            return [f"train split: {held_out} images per class held out for validation ≠ none"]
         return []
     if row.metric == "unknown":
         return ["metric unknown: the source does not say which epoch it reports"]
     if row.metric == "best_val":
-        return ["metric: the test top-1 at the best epoch on a validation split held out of "
-                "train; kdbench trains on the whole split and reports the best and last epochs"]
+        if held_out is None:
+            return ["metric: the test top-1 at the best epoch on a validation split held out of "
+                    "train; this cell holds out none (set data.val_per_class)"]
+        if setup.val_per_class is None or held_out != setup.val_per_class:
+            theirs = setup.val_per_class or "an unrecorded number of"
+            return [f"validation split: {held_out} images per class ≠ {theirs}"]
+        return []
     return [f"metric '{row.metric}' is not an epoch of a training run"]
 
 
@@ -181,7 +189,7 @@ def differences(run: RunSpec, row: Published, setup: PublishedSetup, ours: Ours)
         *_execution(run, setup),
         *_teacher(run, setup, ours),
         *_seeds(row, ours),
-        *_metric(row),
+        *_metric(run, row, setup),
     ]
 
 

@@ -28,6 +28,7 @@ class PublishedSetup:
     # the images one BatchNorm layer normalized together (None: no source establishes it)
     per_device_batch: int | None = None
     per_device_batch_source: str = ""
+    val_per_class: int | None = None  # train images per class held out for validation, if any
     methods: dict = field(default_factory=dict)
     precision: str = "fp32"
     teacher: str = "released"

@@ -20,7 +20,13 @@ class TeacherRelease:
     member: str | None = None  # path inside the archive, "{arch}" replaced
     torchvision_weights: str | None = None
     tolerance: float = DEFAULT_TOLERANCE
-    sha256: dict = field(default_factory=dict)  # arch -> expected sha256 (None: unknown)
+    # arch -> the file's sha256, whole or its first digits, where a source gives it (None: no
+    # source does; then the file's own hash keys its students)
+    sha256: dict = field(default_factory=dict)
+    sha256_source: str = ""
+
+    def pin(self, arch: str) -> str | None:
+        return (self.sha256 or {}).get(arch) or None
 
     def member_for(self, arch: str) -> str:
         return (self.member or "{arch}.pth").format(arch=arch)
@@ -34,6 +40,11 @@ def teacher_release(dataset: str) -> TeacherRelease | None:
         return TeacherRelease(dataset=dataset, **raw)
     except TypeError as exc:
         raise SpecError(f"teachers.yaml {dataset}: {exc}") from None
+
+
+def teacher_releases() -> list[TeacherRelease]:
+    """Every release of teachers.yaml (and of $KDBENCH_REFERENCES), by dataset."""
+    return [r for r in map(teacher_release, load_yaml_entries("teachers.yaml")) if r is not None]
 
 
 def published_teacher_top1(dataset: str, arch: str) -> tuple[float, str] | None:

@@ -11,12 +11,23 @@ from bench.store.cell_state import FINISHED_STATE, cell_state
 from bench.store.schema import numerics_of_record, numerics_of_run
 from bench.store.trackers import RunRecord
 
-METRICS = ("last", "best")
+Unit = int | tuple[int | None, int]
+METRICS = ("last", "best", "best_val")
+# How each number was selected, named wherever it is shown: never two selections in one mean.
+SELECTIONS = {
+    "last": "last-epoch",
+    "best": "best-epoch (best on test, as mdistiller)",
+    "best_val": "best-on-validation (test top-1 at the best validation epoch)",
+}
 DONE = FINISHED_STATE
 
 
 def other_metric(metric: str) -> str:
     return "best" if metric == "last" else "last"
+
+
+def selection(metric: str) -> str:
+    return SELECTIONS.get(metric, metric)
 
 
 @dataclass
@@ -107,13 +118,22 @@ class Results:
     def cells_of(self, pair: tuple[str, str], label: str) -> list[CellResult]:
         return self._index.get((pair_label(*pair), label), [])
 
-    def values(self, pair: tuple[str, str], label: str, metric: str) -> dict[int, float]:
-        """Seed -> final value of the finished runs of a (pair, method) cell."""
+    def unit(self, run: RunSpec) -> Unit:
+        """What pairs runs across methods: the student seed, or (teacher seed, student seed) in
+        a matrix of several teacher seeds (teacher seed None for a run without a teacher, which
+        pairs with every teacher seed)."""
+        if len(self.matrix.teacher_seeds) == 1:
+            return run.seed
+        return (run.teacher.seed if run.teacher else None, run.seed)
+
+    def values(self, pair: tuple[str, str], label: str, metric: str) -> dict[Unit, float]:
+        """Unit (seed, or teacher and student seed) -> final value of the finished runs of a
+        (pair, method) cell."""
         out = {}
         for cell in self.cells_of(pair, label):
             value = cell.value(metric)
             if value is not None:
-                out[cell.run.seed] = value
+                out[self.unit(cell.run)] = value
         return out
 
     def summary(self, pair: tuple[str, str], label: str, metric: str) -> Summary:

@@ -58,7 +58,7 @@ class Paired:
     mean: float
     std: float
     n: int
-    seeds: tuple[int, ...]
+    seeds: tuple  # the units paired: seeds, or (teacher seed, student seed)
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -72,11 +72,29 @@ class Paired:
         return ci is not None and ci[0] > 0
 
 
-def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
-    """a - b seed by seed (same seed = same init and data order), over the common seeds."""
-    seeds = tuple(sorted(set(a) & set(b)))
-    s = summarize([a[seed] - b[seed] for seed in seeds])
-    return Paired(s.mean, s.std, s.n, seeds)
+def _order(unit) -> tuple:
+    if isinstance(unit, tuple):
+        return (-1 if unit[0] is None else unit[0], unit[1])
+    return (unit,)
+
+
+def paired(a: dict, b: dict) -> Paired:
+    """a - b seed by seed (same seed = same init and data order), over the common seeds. With
+    several teacher seeds a unit is (teacher seed, student seed); a run without a teacher
+    (teacher seed None) pairs with each teacher seed's run of its student seed."""
+    units = sorted(set(a) | set(b), key=_order)
+    pairs = []
+    for unit in units:
+        if unit in a and unit in b:
+            pairs.append((unit, a[unit], b[unit]))
+        elif isinstance(unit, tuple) and unit[0] is not None:
+            free = (None, unit[1])
+            if unit in b and free in a:
+                pairs.append((unit, a[free], b[unit]))
+            elif unit in a and free in b:
+                pairs.append((unit, a[unit], b[free]))
+    s = summarize([x - y for _, x, y in pairs])
+    return Paired(s.mean, s.std, s.n, tuple(unit for unit, _, _ in pairs))
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,35 @@ def lead(values: dict[str, dict[int, float]]) -> Lead | None:
     if ranked[0][0] == ranked[1][0]:
         return Lead(best, runner_up, None)  # a tie is never a lead
     return Lead(best, runner_up, paired(values[best], values[runner_up]))
+
+
+@dataclass(frozen=True)
+class VarianceSplit:
+    """Run-to-run variance of a cell split into a teacher part and a student part."""
+
+    teacher: float  # σ²_teacher: how much the teacher's seed moves the student's top-1
+    student: float  # σ²_student: the spread over student seeds under one teacher
+    teachers: int
+    students: int  # student seeds per teacher (the balanced part)
+
+
+def variance_split(values: dict) -> VarianceSplit | None:
+    """One-way random-effects ANOVA over teacher seeds (Searle, Casella & McCulloch, "Variance
+    Components", 1992, §3.5), on the student seeds every teacher seed has:
+    σ²_student = MS_within, σ²_teacher = max(0, (MS_between − MS_within) / n_students).
+    `values`: (teacher seed, student seed) -> value. None below 2 × 2 units."""
+    by_teacher: dict = {}
+    for (teacher, student), value in values.items():
+        if teacher is not None:
+            by_teacher.setdefault(teacher, {})[student] = value
+    common = set.intersection(*(set(v) for v in by_teacher.values())) if by_teacher else set()
+    if len(by_teacher) < 2 or len(common) < 2:
+        return None
+    groups = [[seeds[s] for s in sorted(common)] for seeds in by_teacher.values()]
+    n = len(common)
+    within = statistics.fmean(statistics.variance(g) for g in groups)
+    between = n * statistics.variance([statistics.fmean(g) for g in groups])
+    return VarianceSplit(max(0.0, (between - within) / n), within, len(groups), n)
 
 
 # ---------------------------------------------------------------- formatting

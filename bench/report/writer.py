@@ -98,7 +98,12 @@ def write_report(
 
     `records`: the store's runs when the caller has already read them (one read, not two)."""
     if metric not in METRICS:
-        raise SpecError(f"--metric '{metric}': expected last or best")
+        raise SpecError(f"--metric '{metric}': expected {', '.join(METRICS)}")
+    if metric == "best_val" and matrix.data.val_per_class is None:
+        raise SpecError(
+            f"--metric best_val: matrix '{matrix.name}' holds out no validation split; set "
+            "data.val_per_class (or report last or best)"
+        )
     if fmt not in FORMATS:
         raise SpecError(f"--format '{fmt}': expected {', '.join(FORMATS)}")
     if records is None:
@@ -207,8 +212,21 @@ def load_report_matrix(
             device="cuda" if precision == "tf32" else "cpu",  # TF32 exists on CUDA only
         ).on_ranks(ranks)
 
-    matrices = [build(h) for h in candidates]
+    matrices = [_bind_teacher_files(build(h), students) for h in candidates]
     return max(matrices, key=lambda m: sum(run.cell_key in cell_keys for run in m.runs))
+
+
+def _bind_teacher_files(matrix: Matrix, students: list[RunRecord]) -> Matrix:
+    """Each released teacher keyed by the file its students were made with (the most common one
+    where the store holds students of several files)."""
+    hashes = {}
+    for teacher in matrix.teachers:
+        if not teacher.bound:
+            found = [r.tags.get("teacher_sha256") for r in students
+                     if r.tags.get("teacher") == teacher.arch]  # fmt: skip
+            if any(found):
+                hashes[teacher.arch] = _most_common(found, "")
+    return matrix.bind_teacher_files(hashes)
 
 
 def _most_common(values: list, default: str) -> str:

@@ -50,6 +50,8 @@ DEFAULT_BASELINE = "kd"  # Hinton et al.: the method every logit-KD paper compar
 class TeacherSection:
     recipe: dict[str, Any] = field(default_factory=dict)  # over the matrix recipe
     seed: int = 0
+    # several seeds: each trains a teacher of its own, with its own students (self-trained only)
+    seeds: list[int] | None = None
     checkpoints: dict[str, str] = field(default_factory=dict)  # model name -> file
     pretrained: str | None = None
     # published: the authors' released teachers of this dataset (bench/references/teachers.yaml)
@@ -284,6 +286,22 @@ class _MethodResolver:
         return self.done[key]
 
 
+def _teacher_seeds(section_: TeacherSection) -> tuple[int, ...]:
+    if section_.seeds is None:
+        return (section_.seed,)
+    if not section_.seeds or len(set(section_.seeds)) != len(section_.seeds):
+        raise SpecError(f"teacher.seeds: expected distinct seeds, got {section_.seeds}")
+    if section_.seed != 0:
+        raise SpecError("teacher.seed and teacher.seeds: give one of them")
+    fixed = section_.source == "published" or section_.checkpoints or section_.pretrained
+    if fixed and len(section_.seeds) > 1:
+        raise SpecError(
+            "teacher.seeds: a released or given teacher is one file; several seeds need "
+            "teachers trained here (teacher.source: trained)"
+        )
+    return tuple(section_.seeds)
+
+
 def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe, data: DataSpec):
     if section_.pretrained is not None and section_.pretrained != PUBLISHED_PRETRAINED:
         raise SpecError(
@@ -317,15 +335,18 @@ def _teachers(section_: TeacherSection, archs: list[str], recipe: Recipe, data: 
             if not path.is_file():
                 raise SpecError(f"teacher.checkpoints.{arch}: file not found: {checkpoint}")
             sha = model_zoo.sha256_file(path)
-        teachers[arch] = TeacherSpec(
-            arch,
-            recipe,
-            section_.seed,
-            checkpoint,
-            sha,
-            pretrained,
-            published=published and pretrained is None,
-            url=section_.url,
+        teachers[arch] = tuple(
+            TeacherSpec(
+                arch,
+                recipe,
+                seed,
+                checkpoint,
+                sha,
+                pretrained,
+                published=published and pretrained is None,
+                url=section_.url,
+            )
+            for seed in _teacher_seeds(section_)
         )
     return teachers
 
@@ -454,12 +475,12 @@ def build_matrix(
             resolved = resolve(cell["name"], params, where)
             method = MethodSpec(cell["name"], cell["label"], resolved, title, note)
             needs_teacher = methods.needs(cell["name"]).teacher
-            for seed in seed_list:
+            for teacher, seed in itertools.product(teachers[teacher_arch], seed_list):
                 run = RunSpec(
                     matrix=spec.name,
                     data=data,
                     data_hash=data_hash,
-                    teacher=teachers[teacher_arch] if needs_teacher else None,
+                    teacher=teacher if needs_teacher else None,
                     student=student,
                     method=method,
                     recipe=pair_recipe,
@@ -467,11 +488,13 @@ def build_matrix(
                     pairs=(pair_label,),
                     execution=execution,
                 )
-                if run.run_key in runs:  # ce shared by pairs with the same student
-                    prev = runs[run.run_key]
+                if run.run_key in runs:  # ce: shared by pairs with the same student and by
+                    prev = runs[run.run_key]  # every teacher seed
+                    if pair_label in prev.pairs:
+                        continue
                     run = dataclasses.replace(prev, pairs=prev.pairs + (pair_label,))
                 runs[run.run_key] = run
-    used_teachers = {r.teacher.arch for r in runs.values() if r.teacher}
+    used_teachers = {r.teacher for r in runs.values() if r.teacher}
     return Matrix(
         name=spec.name,
         description=spec.description,
@@ -479,12 +502,13 @@ def build_matrix(
         recipe=recipe,
         teacher_recipe=teacher_recipe,
         runs=tuple(runs.values()),
-        teachers=tuple(t for a, t in teachers.items() if a in used_teachers),
+        teachers=tuple(t for group in teachers.values() for t in group if t in used_teachers),
         pairs=tuple((t, s) for t, s, _ in pairs),
         method_labels=tuple(c["label"] for c in cells),
         seeds=seed_list,
         source=source,
         baseline=spec.baseline or DEFAULT_BASELINE,
+        teacher_seeds=_teacher_seeds(spec.teacher),
     )
 
 

@@ -145,6 +145,10 @@ class DataSpec:
     backend: Literal["torch", "memory", "gpu", "ffcv"] | None = None
     subset_per_class: Positive | None = None
     test_subset_per_class: Positive | None = None
+    # K train images per class held out for validation (chosen by a hash of the image index, the
+    # same for every method, seed and backend); "best" is then the test top-1 of the epoch with
+    # the best validation top-1. CIFAR-100 with K = 50: 45k train, 5k validation.
+    val_per_class: Positive | None = None
     # true: the dataset's family (crop_flip up to 64 px, rrc_flip above); false: none
     augment: bool | Literal["crop_flip", "rrc_flip"] = True
     num_workers: Annotated[int, Field(ge=0)] = 0
@@ -236,6 +240,8 @@ class DataSpec:
             identity["normalization"] = [self.mean, self.std]
         if not self.backends_exact:
             identity["pixels"] = self.pixel_pipeline
+        if self.val_per_class is not None:  # added later: absent, the keys are as before
+            identity["val_per_class"] = self.val_per_class
         return identity
 
 
@@ -258,6 +264,12 @@ def check_data(data: DataSpec) -> None:
         raise SpecError(
             f"data.augment: crop_flip pads by 4 px and is meant for images up to "
             f"{CROP_FLIP_MAX_RESOLUTION} px, not {data.resolution}; use rrc_flip"
+        )
+    if data.val_per_class is not None and not data.serves_arrays:
+        raise SpecError(
+            f"data.val_per_class: a validation split is held out of array datasets (CIFAR, "
+            f"synthetic, folders up to {CROP_FLIP_MAX_RESOLUTION} px), not {data.dataset} at "
+            f"{data.resolution} px"
         )
     if (data.mean is None) != (data.std is None) or (data.std and len(data.std) != 3):
         raise SpecError("data.mean and data.std: give both, three values each (RGB, on [0, 1])")
@@ -303,6 +315,8 @@ class TeacherSpec:
     recipe: Recipe
     seed: int = 0
     checkpoint: str | None = None
+    # the file's sha256: a user's file (read when the spec is loaded), or a released file (bound
+    # by the engine once fetched: two files under one release name are never one cell)
     checkpoint_sha256: str | None = None
     pretrained: str | None = None  # torchvision weights tag, e.g. IMAGENET1K_V1
     published: bool = False  # the released file of this dataset's published tables
@@ -320,6 +334,11 @@ class TeacherSpec:
         if self.published or self.pretrained:
             return "published"
         return "trained"
+
+    @property
+    def bound(self) -> bool:
+        """False for a released file not yet fetched: its sha256 is part of the identity."""
+        return not (self.published and self.checkpoint_sha256 is None)
 
     def identity(self) -> dict:
         if self.checkpoint_sha256:
@@ -388,7 +407,7 @@ class RunSpec:
 
     @property
     def keyed(self) -> bool:
-        return self.data_hash is not None
+        return self.data_hash is not None and (self.teacher is None or self.teacher.bound)
 
     @property
     def cell_key(self) -> str:
@@ -407,7 +426,10 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        teacher = f"{self.teacher.arch}->" if self.teacher else ""
+        teacher = ""
+        if self.teacher:
+            of_seed = f"(t{self.teacher.seed})" if self.teacher.seed else ""
+            teacher = f"{self.teacher.arch}{of_seed}->"
         return f"{teacher}{self.student} {self.method.label} seed{self.seed}"
 
     def flat_params(self) -> dict[str, Any]:
@@ -485,6 +507,7 @@ class Matrix:
     seeds: tuple[int, ...]
     source: str
     baseline: str = "kd"  # the method label every other method is compared with
+    teacher_seeds: tuple[int, ...] = (0,)  # several: each a teacher of its own, with its students
 
     @property
     def keyed(self) -> bool:
@@ -494,6 +517,18 @@ class Matrix:
         """The same matrix with the data content hash in every cell key."""
         runs = tuple(dataclasses.replace(run, data_hash=data_hash) for run in self.runs)
         return dataclasses.replace(self, runs=runs)
+
+    def bind_teacher_files(self, sha256_by_arch: dict[str, str]) -> Matrix:
+        """The same matrix with each released teacher's file hash in its students' keys."""
+
+        def bound(teacher: TeacherSpec | None) -> TeacherSpec | None:
+            if teacher is None or not teacher.published or teacher.arch not in sha256_by_arch:
+                return teacher
+            return dataclasses.replace(teacher, checkpoint_sha256=sha256_by_arch[teacher.arch])
+
+        runs = tuple(dataclasses.replace(run, teacher=bound(run.teacher)) for run in self.runs)
+        teachers = tuple(bound(t) for t in self.teachers)
+        return dataclasses.replace(self, runs=runs, teachers=teachers)
 
     def on_ranks(self, world_size: int) -> Matrix:
         """The same matrix executed by `world_size` DDP ranks (another run_key when > 1)."""

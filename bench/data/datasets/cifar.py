@@ -221,3 +221,32 @@ def first_per_class(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     for c in np.unique(labels):
         keep[np.flatnonzero(labels == c)[:per_class]] = True
     return np.flatnonzero(keep)
+
+
+HOLD_OUT_SALT = 0x6B6462656E6368  # "kdbench": the held-out choice depends on nothing else
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a fixed, well-spread hash of each integer."""
+    z = values.astype(np.uint64) + np.uint64(HOLD_OUT_SALT)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def held_out_per_class(labels: np.ndarray, per_class: int | None) -> np.ndarray:
+    """Indices of `per_class` samples of every class chosen by a hash of their index: the same
+    for every method, seed, backend and resume, and spread over the file (not its first ones)."""
+    if per_class is None:
+        return np.zeros(0, dtype=np.int64)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if per_class >= len(members):
+            raise ValueError(
+                f"data.val_per_class: {per_class} of class {c}'s {len(members)} train images "
+                "would leave none to train on"
+            )
+        chosen.append(members[np.argsort(_mix64(members), kind="stable")[:per_class]])
+    return np.sort(np.concatenate(chosen))

@@ -44,6 +44,10 @@ class CifarSplits:
     test_index: torch.Tensor  # int64 [M], index of each sample in the test file
     normalization: Normalization = CIFAR100_NORMALIZATION
     read_whole: Callable[[str], cifar.ImageArrays] | None = None  # whole splits, where not files
+    # train images held out for validation (data.val_per_class); empty without it
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None
 
 
 def default_root(data, workdir: Path) -> Path:
@@ -96,9 +100,21 @@ def ensure_cifar(data, workdir: Path, download: bool = True) -> Path:
 
 
 def _splits(data, train, test, **facts) -> CifarSplits:
-    """Whole train and test arrays cut to the spec's subsets (first N per class) as tensors."""
-    keep = cifar.first_per_class(train.labels, data.subset_per_class)
+    """Whole train and test arrays cut to the spec's subsets (first N per class) as tensors; the
+    validation images (data.val_per_class) are held out of train before the subset is cut."""
+    try:
+        val = cifar.held_out_per_class(train.labels, data.val_per_class)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    remaining = np.setdiff1d(np.arange(len(train.labels)), val)
+    keep = remaining[cifar.first_per_class(train.labels[remaining], data.subset_per_class)]
     test_keep = cifar.first_per_class(test.labels, data.test_subset_per_class)
+    if len(val):
+        facts |= {
+            "val_images": torch.from_numpy(np.ascontiguousarray(train.images[val])),
+            "val_labels": torch.from_numpy(train.labels[val]),
+            "val_index": torch.from_numpy(val.astype(np.int64)),
+        }
     return CifarSplits(
         train_images=torch.from_numpy(np.ascontiguousarray(train.images[keep])),
         train_labels=torch.from_numpy(train.labels[keep]),

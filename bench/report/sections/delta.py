@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report.collect import Results, other_metric
+from bench.report.collect import Results, other_metric, selection
 from bench.report.render import Block, Heading, Para, Table
 from bench.report.sections import ReportContext, report_section
 from bench.report.stats import Lead, fmt_paired, lead, paired
@@ -45,9 +45,9 @@ def delta_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
                 deltas = [paired(results.values(pair, lab, m), reference) for lab in others]
                 rows.append([*pair] + [fmt_paired(d) for d in deltas])
             blocks += [
-                Heading(f"{title}, {m}-epoch top-1 (points)", 3),
+                Heading(f"{title}, {selection(m)} top-1 (points)", 3),
                 Table(["teacher", "student"] + [f"{lab} − {base}" for lab in others], rows,
-                      name=f"delta_{base}_{m}", caption=f"{matrix.name}: {title}, {m}-epoch"),
+                      name=f"delta_{base}_{m}", caption=f"{matrix.name}: {title}, {selection(m)}"),
             ]  # fmt: skip
     rows = []
     for m in (metric, other_metric(metric)):

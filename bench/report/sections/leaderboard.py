@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import scipy.stats
 
-from bench.report.collect import CellResult, Results, other_metric
+from bench.report.collect import CellResult, Results, other_metric, selection
 from bench.report.render import Block, Heading, Para, Table, bold
 from bench.report.sections import ReportContext, report_section
 from bench.report.stats import fmt_summary, lead, summarize
@@ -84,22 +84,23 @@ def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[B
     headers = ["teacher (top-1)", "student"] + labels
     other = other_metric(metric)
     note = (
-        "Cells: mean ± sample std (n finished seeds) of the {m}-epoch test top-1 (%); the "
+        "Cells: mean ± sample std (n finished seeds) of the {m} test top-1 (%); the "
         "teacher's re-scored test top-1 is beside its name. **Bold**: the best method of the row, "
         "only where its lead over the runner-up is clear: the paired difference best − runner-up "
         "over their common seeds has a 95% interval whose lower bound is above 0 (see the leads "
         "table below). '—': no finished run. Methods are sorted by their mean rank over the "
         "pairs (best first)."
     )
+    chosen, beside = selection(metric), selection(other)
     return [
-        Heading(f"Leaderboard: {metric}-epoch test top-1 (%)"),
-        Para(note.format(m=metric)),
+        Heading(f"Leaderboard: {chosen} test top-1 (%)"),
+        Para(note.format(m=chosen)),
         Table(headers, leaderboard(matrix, results, metric, labels), name=f"leaderboard_{metric}",
-              caption=f"{matrix.name}: {metric}-epoch test top-1 (%), mean ± std (n)"),
+              caption=f"{matrix.name}: {chosen} test top-1 (%), mean ± std (n)"),
         *_rank_table(matrix, results, metric),
-        Heading(f"{other.capitalize()}-epoch test top-1 (%)", 3),
+        Heading(f"{beside[0].upper()}{beside[1:]} test top-1 (%)", 3),
         Table(headers, leaderboard(matrix, results, other, labels), name=f"leaderboard_{other}",
-              caption=f"{matrix.name}: {other}-epoch test top-1 (%), mean ± std (n)"),
+              caption=f"{matrix.name}: {beside} test top-1 (%), mean ± std (n)"),
     ]  # fmt: skip
 
 

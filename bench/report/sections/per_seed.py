@@ -20,12 +20,22 @@ def _seed_cell(cell: CellResult | None) -> str:
 
 
 def per_seed_section(matrix: Matrix, results: Results) -> list[Block]:
+    """A row per (pair, method) and, with several teacher seeds, per teacher seed ('—' for a
+    run without a teacher, the same under every teacher)."""
+    several = len(matrix.teacher_seeds) > 1
     rows = []
     for pair in matrix.pairs:
         for label in matrix.method_labels:
-            by_seed = {c.run.seed: c for c in results.cells_of(pair, label)}
-            rows.append([*pair, label] + [_seed_cell(by_seed.get(s)) for s in matrix.seeds])
-    headers = ["teacher", "student", "method"] + [f"seed {s}" for s in matrix.seeds]
+            cells = results.cells_of(pair, label)
+            teachers = sorted({c.run.teacher.seed if c.run.teacher else -1 for c in cells})
+            for teacher in teachers if several else [None]:
+                by_seed = {c.run.seed: c for c in cells if teacher is None
+                           or (c.run.teacher.seed if c.run.teacher else -1) == teacher}  # fmt: skip
+                first = [label] if not several else [label, "—" if teacher == -1 else str(teacher)]
+                rows.append([*pair, *first] + [_seed_cell(by_seed.get(s)) for s in matrix.seeds])
+    headers = ["teacher", "student", "method"] + (["teacher seed"] if several else []) + [
+        f"seed {s}" for s in matrix.seeds
+    ]
     return [
         Heading("Per seed"),
         Para("Each run's last-epoch / best-epoch test top-1 (%), or why it has none."),

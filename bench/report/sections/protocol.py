@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from bench.report.collect import DONE, Results, other_metric, pair_label, pair_title
+from bench.report.collect import (
+    DONE,
+    Results,
+    other_metric,
+    pair_label,
+    pair_title,
+    selection,
+)
 from bench.report.render import Block, Bullets, Heading, Para, Table
 from bench.report.sections import ReportContext, report_section
 from bench.spec import Matrix
@@ -155,10 +162,11 @@ def protocol_section(
         f"Teachers: {_teacher_text(matrix, results)}.",
         f"Seeds: {', '.join(str(s) for s in matrix.seeds)} (a seed fixes the student's "
         "initialisation and the data order, the same for every method).",
-        f"Primary number: the **{metric}-epoch** test top-1 (%), mean ± sample std over seeds "
-        f"(n = finished seeds); the {other}-epoch mean is reported beside it. mdistiller keeps "
-        "the best test top-1 over all epochs, CRD reports the last epoch: the two are never "
-        "mixed here.",
+        f"Primary number: the **{metric}-epoch** test top-1 (%) ({selection(metric)}), mean ± "
+        f"sample std over seeds (n = finished seeds); the {selection(other)} mean is reported "
+        "beside it. mdistiller keeps the best test top-1 over all epochs (a choice made on the "
+        "test set), CRD reports the last epoch: selections are never mixed in one number. "
+        + _validation_text(matrix),
         "Data backend "
         + _distinct_of(params, "backend")
         + ", device "
@@ -180,6 +188,16 @@ def protocol_section(
     ]
     return [Heading("Protocol"), Bullets(items), _method_table(matrix), *_method_notes(matrix)]
 
+
+
+def _validation_text(matrix: Matrix) -> str:
+    k = matrix.data.val_per_class
+    if k is None:
+        return ("No validation split (data.val_per_class): the only honest selection here is the "
+                "last epoch.")  # fmt: skip
+    return (f"Validation: {k} train images per class held out (the same for every method, seed "
+            "and backend); `--metric best_val` reports the test top-1 of the epoch with the best "
+            "validation top-1.")  # fmt: skip
 
 
 def _numerics_note(ctx: ReportContext) -> list[Block]:

@@ -88,7 +88,9 @@ def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
         delta = _not_comparable([f"setup '{pub.setup}' is not recorded"])
         return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, None), delta, "",
                 pub.source]  # fmt: skip
-    ours = best if pub.metric == "best" else last
+    ours = {"best": best, "best_val": results.summary(pair, label, "best_val")}.get(
+        pub.metric, last
+    )
     teacher_top1 = published.teacher_top1(matrix.data.dataset, teacher)
     context = Ours(
         finished_runs=ours.n,
