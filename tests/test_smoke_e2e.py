@@ -99,3 +99,25 @@ def test_report_has_a_row_with_mean_std_per_method(smoke_run, smoke_workdir, tmp
     mean = sum(kd_last) / 2
     assert f"{mean:.2f} ± " in row.split("|")[3 + labels.index("kd")]
     assert {r["cell_key"] for r in rows} == {run.cell_key for run in matrix.runs}
+
+
+def test_the_leaderboard_of_the_smoke_matrix_opens_in_chromium_and_ranks_nothing(
+    smoke_run, smoke_workdir, tmp_path
+):
+    """The README's first command, then `python -m bench leaderboard`: a site whose index opens
+    in Chromium without a console error and says in words that one pair ranks nothing."""
+    from tests import browser
+
+    assert smoke_run == 0
+    out = tmp_path / "leaderboard"
+    assert main(["leaderboard", "--workdir", str(smoke_workdir), "--out", str(out)]) == 0
+    text = (out / "index.html").read_text()
+    assert "1 block and 4 methods in every block: too few for any test across blocks. This " \
+        "leaderboard ranks nothing" in text  # fmt: skip
+    driver = browser.start_chromium()
+    try:
+        assert browser.console_errors(driver, out / "index.html") == []
+        assert browser.dead_links(driver, out / "index.html") == []
+        assert browser.image_problems(driver, out / "index.html") == []
+    finally:
+        driver.quit()

@@ -160,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="README.md always; html adds README.html, latex adds tables.tex",
     )
 
+    board = sub.add_parser(
+        "leaderboard", help="a static site ranking methods across pairs, datasets and matrices"
+    )
+    board.add_argument("--matrix", action="append", default=[],
+                       help="a matrix to include (repeatable; default: every shipped matrix "
+                       "with finished runs in the store)")  # fmt: skip
+    board.add_argument("--out", default="reports/leaderboard", help="the site's folder")
+    board.add_argument("--metric", choices=["last", "best", "best_val"], default="last",
+                       help="which test top-1 of each run is ranked")  # fmt: skip
+    board.add_argument("--workdir")
+    board.add_argument("--tracking", choices=["mlflow", "none"], default="mlflow")
+
     perf = sub.add_parser("perf", help="measure training speed against a naive loop")
     perf.add_argument("--pair", default="resnet56:resnet20", help="TEACHER:STUDENT")
     perf.add_argument("--method", default="dkd")
@@ -182,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="DDP scaling: train img/s of one run on each number of ranks (torchrun), as "
         "efficiency against the single process, on a generated 224 px image folder",
     )
+    perf.add_argument("--leaderboard", action="store_true",
+                      help="time `bench leaderboard` over a generated store of --runs runs")
+    perf.add_argument("--runs", type=int, default=5000, help="with --leaderboard: store size")
     perf.add_argument("--json", help="write the results here (default: print only)")
     perf.add_argument("--workdir")
 

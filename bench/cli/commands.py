@@ -323,6 +323,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench.report.site import build_site, gather, matrices_with_runs
+    from bench.spec import read_matrix_yaml
+    from bench.store.trackers import open_tracker
+
+    for name in args.matrix:
+        read_matrix_yaml(name)  # an unknown matrix fails before the store is opened
+    tracker = open_tracker(args.tracking, resolve_workdir(args.workdir))
+    records = tracker.search()
+    names = args.matrix or matrices_with_runs(records)
+    if not names:
+        raise SpecError(f"no finished runs of a shipped matrix in {tracker.describe()}; name "
+                        "one with --matrix, or run one first")  # fmt: skip
+    index = build_site(gather(names, tracker, records, args.metric), Path(args.out))
+    print(f"wrote {index} ({', '.join(names)})")
+    return 0
+
+
 def cmd_teachers(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 

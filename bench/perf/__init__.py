@@ -40,6 +40,12 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
                            per_class=args.per_class, batch_size=args.batch_size)  # fmt: skip
         print(format_ddp_table(rows))
         result["ddp"] = rows
+    elif getattr(args, "leaderboard", False):
+        from bench.perf.leaderboard import format_leaderboard, measure_leaderboard
+
+        row = measure_leaderboard(args.runs)
+        print(format_leaderboard(row))
+        result["leaderboard"] = row
     elif args.workers:
         from bench.perf.workers import format_workers_table, measure_workers
 

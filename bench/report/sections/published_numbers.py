@@ -49,7 +49,7 @@ def _teacher_score(results: Results, pair) -> float | None:
     return float(score) if score and "/" not in score else None
 
 
-def _teacher_row(matrix, results, published, setups, pair) -> list[str]:
+def teacher_row(matrix, results, published, setups, pair) -> list[str]:
     teacher, student = pair
     dataset = matrix.data.dataset
     pub = published.find(dataset, teacher, student, "teacher") or published.teacher_top1(
@@ -74,7 +74,7 @@ def _teacher_row(matrix, results, published, setups, pair) -> list[str]:
             "", pub.source]  # fmt: skip
 
 
-def _method_row(matrix, results, published, setups, pair, label) -> list[str]:
+def method_row(matrix, results, published, setups, pair, label) -> list[str]:
     teacher, student = pair
     last = results.summary(pair, label, "last")
     best = results.summary(pair, label, "best")
@@ -137,9 +137,9 @@ def published_section(matrix: Matrix, results: Results, published: PublishedTabl
     setups = load_setups()
     rows = []
     for pair in matrix.pairs:
-        rows.append(_teacher_row(matrix, results, published, setups, pair))
+        rows.append(teacher_row(matrix, results, published, setups, pair))
         for label in matrix.method_labels:
-            rows.append(_method_row(matrix, results, published, setups, pair, label))
+            rows.append(method_row(matrix, results, published, setups, pair, label))
     blocks.append(Table(HEADERS, rows, name="published", caption=f"{matrix.name}: published"))
     return blocks + _context_blocks(matrix, results, published)
 
