@@ -58,6 +58,14 @@ def describe(name: str) -> tuple[str, str]:
     return cls.title, cls.note
 
 
+def provenance(name: str) -> str:
+    """The method's file docstring: its paper, and the authors' code it was matched against."""
+    import sys
+
+    module = sys.modules.get(method_class(name).__module__)
+    return " ".join((module.__doc__ or "").split()) if module is not None else ""
+
+
 def _build_params(name: str, num_classes: int | None, params: dict[str, Any]) -> Any:
     cls = method_class(name)
     if num_classes is not None and (type(num_classes) is not int or num_classes < 2):

@@ -85,6 +85,15 @@ def test_the_planted_ranking_and_tests(site):
     # the pair families of the DKD table: one different-architecture pair
     assert {r["filter"] for r in board["rankings"]} == {
         "all", "same architecture", "different architecture"}
+    pairs_csv = (site / "csv" / "pairs-all.csv").read_text().splitlines()
+    dkd_kd = next(line for line in pairs_csv if line.startswith("dkd,kd,"))
+    assert float(dkd_kd.split(",")[2]) < 0.05 and float(dkd_kd.split(",")[3]) > 0.9
+    import html
+
+    import methods
+
+    page = (site / "methods" / "dkd.html").read_text()
+    assert html.escape(methods.provenance("dkd"), quote=True) in page  # paper and formula
     csv = (site / "csv" / "ranking-all.csv").read_text().splitlines()
     assert csv[0].startswith("#,method,mean rank") and csv[1].split(",")[1] == "dkd"
 

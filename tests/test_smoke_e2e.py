@@ -1,6 +1,7 @@
 """The README's first command, end to end, into a temporary MLflow store."""
 
 import csv
+import json
 import re
 
 import pytest
@@ -114,6 +115,24 @@ def test_the_leaderboard_of_the_smoke_matrix_opens_in_chromium_and_ranks_nothing
     text = (out / "index.html").read_text()
     assert "1 block and 4 methods in every block: too few for any test across blocks. This " \
         "leaderboard ranks nothing" in text  # fmt: skip
+    assert "each run&#x27;s own last-epoch img/s (not a controlled measurement" in text
+    # a controlled measurement of the matrix replaces the runs' own speeds in both
+    assert main(["perf", "--matrix", "smoke", "--steps", "2", "--device", "cpu", "--workdir",
+                 str(smoke_workdir)]) == 0  # fmt: skip
+    measured = json.loads((smoke_workdir / "perf" / "matrix-smoke.json").read_text())
+    speeds = measured["speeds"]["resnet20:resnet8"]
+    assert sorted(speeds) == ["cakd", "ce", "dkd", "kd"] and min(speeds.values()) > 0
+    assert main(["leaderboard", "--workdir", str(smoke_workdir), "--out", str(out)]) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["cost_source"].startswith("`python -m bench perf --matrix smoke` on ")
+    dkd = next(m for m in board["rankings"][0]["methods"] if m["label"] == "dkd")
+    assert dkd["time_per_image_vs_kd"] == pytest.approx(speeds["kd"] / speeds["dkd"])
+    report = tmp_path / "report"
+    assert main(["report", "--matrix", "smoke", "--workdir", str(smoke_workdir), "--out",
+                 str(report)]) == 0  # fmt: skip
+    cost = (report / "README.md").read_text().split("## Cost per training image")[1]
+    assert "measured by `python -m bench perf --matrix smoke` on " in cost
+    assert f"{speeds['kd'] / speeds['dkd']:.2f}×" in cost
     driver = browser.start_chromium()
     try:
         assert browser.console_errors(driver, out / "index.html") == []

@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="DDP scaling: train img/s of one run on each number of ranks (torchrun), as "
         "efficiency against the single process, on a generated 224 px image folder",
     )
+    perf.add_argument("--matrix", help="time every method's training step on every pair of "
+                      "this matrix (kept in the workdir for the report and the leaderboard)")
+    perf.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="with --matrix: override a matrix field")
     perf.add_argument("--leaderboard", action="store_true",
                       help="time `bench leaderboard` over a generated store of --runs runs")
     perf.add_argument("--runs", type=int, default=5000, help="with --leaderboard: store size")

@@ -316,7 +316,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else REPORTS / matrix.name
     fmt = getattr(args, "format", "md")
-    write_report(matrix, tracker, out, metric=args.metric, fmt=fmt, records=records)
+    from bench.report.costs import load_costs
+
+    costs = load_costs(workdir, matrix.name)
+    write_report(matrix, tracker, out, metric=args.metric, fmt=fmt, records=records, costs=costs)
     plots = sorted((out / "plots").glob("*.png"))
     written = ", ".join(str(p) for p in report_files(out, fmt))
     print(f"wrote {written} and {len(plots)} plots in {out / 'plots'}")
@@ -330,13 +333,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     for name in args.matrix:
         read_matrix_yaml(name)  # an unknown matrix fails before the store is opened
-    tracker = open_tracker(args.tracking, resolve_workdir(args.workdir))
+    workdir = resolve_workdir(args.workdir)
+    tracker = open_tracker(args.tracking, workdir)
     records = tracker.search()
     names = args.matrix or matrices_with_runs(records)
     if not names:
         raise SpecError(f"no finished runs of a shipped matrix in {tracker.describe()}; name "
                         "one with --matrix, or run one first")  # fmt: skip
-    index = build_site(gather(names, tracker, records, args.metric), Path(args.out))
+    board = gather(names, tracker, records, args.metric, workdir)
+    index = build_site(board, Path(args.out))
     print(f"wrote {index} ({', '.join(names)})")
     return 0
 

@@ -40,6 +40,14 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
                            per_class=args.per_class, batch_size=args.batch_size)  # fmt: skip
         print(format_ddp_table(rows))
         result["ddp"] = rows
+    elif getattr(args, "matrix", None):
+        from bench.perf.matrix import format_matrix_costs, measure_matrix
+        from bench.spec import load_matrix
+
+        matrix = load_matrix(args.matrix, overrides=args.overrides, device=device.type)
+        costs = measure_matrix(matrix, device, workdir, args.steps)
+        print(format_matrix_costs(costs, list(matrix.method_labels)))
+        result["matrix"] = costs.__dict__
     elif getattr(args, "leaderboard", False):
         from bench.perf.leaderboard import format_leaderboard, measure_leaderboard
 

@@ -93,10 +93,12 @@ def write_report(
     metric: str = "last",
     fmt: str = "md",
     records: list[RunRecord] | None = None,
+    costs=None,
 ) -> Path:
     """Write README.md, runs.csv and plots/ (plus README.html or tables.tex) into out_dir.
 
-    `records`: the store's runs when the caller has already read them (one read, not two)."""
+    `records`: the store's runs when the caller has already read them (one read, not two);
+    `costs`: a `bench perf --matrix` measurement for the cost table."""
     if metric not in METRICS:
         raise SpecError(f"--metric '{metric}': expected {', '.join(METRICS)}")
     if metric == "best_val" and matrix.data.val_per_class is None:
@@ -130,6 +132,7 @@ def write_report(
     published = PublishedTable(load_published())
     context = ReportContext(matrix, results, metric, published, tracker, out_dir)
     context.other_numerics = other_numerics(matrix, records)
+    context.costs = costs
     blocks = build_blocks(context)
     files = ["runs.csv: one line per cell with every parameter, final metric and status"]
     if fmt == "html":

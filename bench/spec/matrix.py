@@ -473,7 +473,8 @@ def build_matrix(
             where = f"{cell['where']} ({cell['label']}, pair {pair_label})"
             title, note = methods.describe(cell["name"])
             resolved = resolve(cell["name"], params, where)
-            method = MethodSpec(cell["name"], cell["label"], resolved, title, note)
+            method = MethodSpec(cell["name"], cell["label"], resolved, title, note,
+                                methods.provenance(cell["name"]))  # fmt: skip
             needs_teacher = methods.needs(cell["name"]).teacher
             for teacher, seed in itertools.product(teachers[teacher_arch], seed_list):
                 run = RunSpec(

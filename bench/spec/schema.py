@@ -358,6 +358,7 @@ class MethodSpec:
     # How reports name the method, and what a reader must know; neither enters a key.
     title: str = dataclasses.field(default="", compare=False)
     note: str = dataclasses.field(default="", compare=False)
+    provenance: str = dataclasses.field(default="", compare=False)  # paper, authors' code
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class ReportContext:
     tracker: Any
     out_dir: Path
     other_numerics: Counter = field(default_factory=Counter)  # runs left out: other numerics
+    costs: Any = None  # a `bench perf --matrix` measurement (bench.report.costs.Costs), if any
 
     @property
     def baseline(self) -> str:

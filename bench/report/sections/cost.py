@@ -33,6 +33,8 @@ def cost_rows(ctx: ReportContext) -> list[list[str]]:
         if not speeds:
             continue
         ratio = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
+        if ctx.costs is not None:  # a controlled measurement replaces the runs' own speeds
+            ratio = ctx.costs.relative(label, baseline)
         rank = ranks.get(label)
         rows.append([
             label, str(len(speeds)), f"{statistics.median(speeds):.0f}",
@@ -46,14 +48,23 @@ def cost_blocks(ctx: ReportContext) -> list[Block]:
     rows = cost_rows(ctx)
     if not rows:
         return []
+    base = ctx.baseline
+    if ctx.costs is not None:
+        source = (f"Time per image vs {base}: measured by {ctx.costs.source}: every method's "
+                  "full training step on every pair in one process, the ratio of "
+                  f"{base}'s img/s to the method's, geometric mean over pairs.")  # fmt: skip
+    else:
+        source = (f"Time per image vs {base}: {base}'s img/s over the method's "
+                  "in the runs themselves, geometric mean over pairs — not a controlled "
+                  "measurement (whatever else ran on the machine counts in it); `python -m bench "
+                  "perf --matrix` measures it and this table then uses that.")  # fmt: skip
     return [
         Heading("Cost per training image"),
         Para(
-            f"img/s: training images per second in each run's last epoch (median over runs, on "
-            f"the devices they ran on). Time per image vs {ctx.baseline}: {ctx.baseline}'s img/s "
-            "over the method's on the same pair, geometric mean over pairs (2.00× = twice the "
-            "time per image). Mean rank: as in the leaderboard. A method that sees two views of "
-            "each image runs the student and the teacher on both."
+            "img/s: training images per second in each run's last epoch (median over runs, on "
+            f"the devices they ran on). {source} 2.00× = twice the time per image. Mean rank: as "
+            "in the leaderboard. A method that sees two views of each image runs the student and "
+            "the teacher on both."
         ),
         Table(["method", "runs", "img/s", f"time per image vs {ctx.baseline}", "mean rank"], rows,
               name="cost"),  # fmt: skip

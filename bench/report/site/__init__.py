@@ -18,10 +18,6 @@ from bench.report.site.index import index_headers, index_values, section
 from bench.report.site.ranking import Ranking, rank
 
 SCHEMA_VERSION = 1
-COST_NOTE = (
-    "Cost: training time per image relative to KD, from each run's own last-epoch img/s (not a "
-    "controlled measurement: whatever else ran on the machine counts in it)."
-)
 
 
 def rankings(board: Board) -> list[Ranking]:
@@ -109,7 +105,7 @@ def _json(board: Board, ranks: list[Ranking]) -> dict:
         "baseline": board.baseline,
         "reference": board.reference,
         "store": board.store,
-        "cost_source": "runs' own img/s",
+        "cost_source": board.cost_source,
         "blocks": [
             {
                 "key": b.key,
@@ -155,9 +151,17 @@ def build_site(board: Board, out: Path) -> Path:
             [v for v, _ in index_values(board, ranking, p, row)]
             for p, row in enumerate(ranking.rows, start=1)
         ]
+        name = slug(ranking.name)
         atomic_write_text(
-            staging / "csv" / f"ranking-{slug(ranking.name)}.csv",
-            _csv(index_headers(board, ranking), values),
+            staging / "csv" / f"ranking-{name}.csv", _csv(index_headers(board, ranking), values)
+        )
+        pairs = sorted(
+            (a, b, p, ranking.improvement.get((a, b)))
+            for (a, b), p in ranking.pairs.items()
+        )
+        atomic_write_text(
+            staging / "csv" / f"pairs-{name}.csv",
+            _csv(["a", "b", "wilcoxon_holm_p", "p_a_beats_b"], pairs),
         )
     blocks = "".join(
         f'<li><a href="{esc(b.page)}">{esc(b.key)}</a> ({esc(b.family)})</li>' for b in board.blocks
@@ -168,7 +172,8 @@ def build_site(board: Board, out: Path) -> Path:
         f"test top-1), with 95% stratified-bootstrap intervals (seeds resampled within each "
         f"block). A block is one dataset × teacher→student pair. A win or loss against "
         f"{esc(board.baseline)} is a block whose paired 95% interval excludes 0; a tie, one "
-        f"that contains it. {esc(COST_NOTE)} Every table is also a CSV (csv/) and the whole "
+        f"that contains it. Cost: training time per image relative to KD, from "
+        f"{esc(board.cost_source)}. Every table is also a CSV (csv/) and the whole "
         "leaderboard is leaderboard.json.</p>"
         f'<p><label>Show: <select id="filter">{"".join(select)}</select></label></p>'
     )

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from bench.errors import SpecError
 from bench.references import PublishedTable, load_published
 from bench.report.collect import Results, collect
+from bench.report.costs import Costs, load_costs
 from bench.report.writer import load_report_matrix
-from bench.spec import Matrix, shipped_matrices
+from bench.spec import Matrix, read_matrix_yaml, shipped_matrices
 
 SAME, DIFFERENT = "same architecture", "different architecture"
 
@@ -62,12 +63,22 @@ class Board:
     blocks: list[Block]
     labels: list[str]  # methods, first seen first
     names: dict[str, str]  # label -> method name
-    notes: dict[str, tuple[str, str]]  # label -> (title, note)
+    notes: dict[str, tuple[str, str, str]]  # label -> (title, note, provenance)
     params: dict[str, dict[str, dict]]  # label -> block key -> resolved parameters
     baseline: str
     reference: str | None  # the student trained alone ('ce'), where the store has it
     store: str
     published: PublishedTable
+    costs: list[Costs] = field(default_factory=list)  # `bench perf --matrix` measurements
+
+    @property
+    def cost_source(self) -> str:
+        if self.costs:
+            return "; ".join(c.source for c in self.costs)
+        return (
+            "each run's own last-epoch img/s (not a controlled measurement: whatever else ran "
+            "on the machine counts in it; `python -m bench perf --matrix M` measures it)"
+        )
 
     def runs(self, blocks: list[Block] | None = None) -> dict[str, dict[str, list[float]]]:
         return {
@@ -86,7 +97,7 @@ def matrices_with_runs(records) -> list[str]:
     return [m for m in shipped_matrices() if m in names]
 
 
-def gather(matrix_names: list[str], tracker, records, metric: str) -> Board:
+def gather(matrix_names: list[str], tracker, records, metric: str, workdir=None) -> Board:
     blocks: dict[tuple, Block] = {}
     labels: list[str] = []
     names, notes, params = {}, {}, defaultdict(dict)
@@ -105,11 +116,13 @@ def gather(matrix_names: list[str], tracker, records, metric: str) -> Board:
                 cells = results.cells_of(pair, label)
                 if cells:
                     method = cells[0].run.method
-                    names[label], notes[label] = method.name, (method.title, method.note)
+                    names[label] = method.name
+                    notes[label] = (method.title, method.note, method.provenance)
                     params[label][block.key] = method.params
                     if label not in labels:
                         labels.append(label)
     kept = [b for b in blocks.values() if any(b.runs.values())]
+    costs = [c for name in matrix_names if (c := load_costs(workdir, _name_of(name))) is not None]
     if not kept:
         raise SpecError(
             f"no finished runs of {', '.join(matrix_names)} in {store}: nothing to rank"
@@ -125,7 +138,12 @@ def gather(matrix_names: list[str], tracker, records, metric: str) -> Board:
         "ce" if any("ce" in b.runs for b in kept) else None,
         store,
         PublishedTable(load_published()),
+        costs,
     )
+
+
+def _name_of(name_or_path: str) -> str:
+    return str(read_matrix_yaml(name_or_path)[0].get("name"))
 
 
 def _add(block: Block, results: Results, pair, label: str, metric: str) -> None:

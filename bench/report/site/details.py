@@ -84,7 +84,7 @@ def _published(board: Board, block: Block, matrix, results) -> str:
 
 
 def method_page(board: Board, label: str) -> str:
-    title, note = board.notes.get(label, ("", ""))
+    title, note, provenance = board.notes.get(label, ("", "", ""))
     params = board.params.get(label, {})
     param_rows = [
         [cell(esc(block), block, "text"), cell(esc(_params_text(p)), None, "text")]
@@ -123,6 +123,7 @@ def method_page(board: Board, label: str) -> str:
     body = (
         f'<p>{esc(title)}</p><p class="note">{esc(note)}</p>'
         f"<p>kdbench method <code>{esc(board.names.get(label, label))}</code>.</p>"
+        f"<h2>What it is, and the code it was matched against</h2><p>{esc(provenance)}</p>"
         "<h2>Parameters per block (defaults filled in)</h2>"
         + table(["block", "parameters"], param_rows)
         + f"<h2>Per block, against {esc(board.baseline)}</h2>"

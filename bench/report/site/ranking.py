@@ -80,13 +80,19 @@ def _wins(board: Board, blocks: list[Block], label: str) -> tuple[int, int, int]
     return wins, ties, losses
 
 
-def _cost(blocks: list[Block], label: str) -> float | None:
-    """KD's median img/s over this method's, per block, geometric mean over blocks."""
-    ratios = [
-        statistics.median(b.speeds["kd"]) / statistics.median(b.speeds[label])
-        for b in blocks
-        if b.speeds.get(label) and b.speeds.get("kd")
-    ]
+def _cost(board: Board, blocks: list[Block], label: str) -> float | None:
+    """KD's img/s over this method's, per block, geometric mean over blocks: from `bench perf
+    --matrix` where it measured the block's pair, else from the runs' own img/s."""
+    measured: dict = {}
+    for costs in board.costs:
+        measured |= costs.speeds
+    ratios = []
+    for b in blocks:
+        timed = measured.get(f"{b.teacher}:{b.student}", {})
+        if timed.get(label) and timed.get("kd"):
+            ratios.append(timed["kd"] / timed[label])
+        elif not board.costs and b.speeds.get(label) and b.speeds.get("kd"):
+            ratios.append(statistics.median(b.speeds["kd"]) / statistics.median(b.speeds[label]))
     return math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
 
 
@@ -108,7 +114,7 @@ def rank(board: Board, blocks: list[Block], name: str) -> Ranking:
             if label != board.baseline
             else None,
             *_wins(board, blocks, label),
-            cost=_cost(blocks, label),
+            cost=_cost(board, blocks, label),
             is_reference=label == (board.reference or board.baseline),
         )
         if board.reference:
