@@ -46,7 +46,7 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
 
         matrix = load_matrix(args.matrix, overrides=args.overrides, device=device.type)
         costs = measure_matrix(matrix, device, workdir, args.steps)
-        print(format_matrix_costs(costs, list(matrix.method_labels)))
+        print(format_matrix_costs(costs, list(matrix.method_labels), matrix.baseline))
         result["matrix"] = costs.__dict__
     elif getattr(args, "leaderboard", False):
         from bench.perf.leaderboard import format_leaderboard, measure_leaderboard

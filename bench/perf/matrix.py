@@ -89,10 +89,10 @@ def measure_matrix(matrix: Matrix, device: torch.device, workdir: Path, steps: i
     return costs
 
 
-def format_matrix_costs(costs: Costs, labels: list[str]) -> str:
+def format_matrix_costs(costs: Costs, labels: list[str], baseline: str) -> str:
     from tabulate import tabulate
 
-    rows = [[label, "—" if costs.relative(label) is None else f"{costs.relative(label):.2f}×"]
-            for label in labels]  # fmt: skip
-    headers = ["method", "time per image vs kd (geometric mean over pairs)"]
+    ratios = {label: costs.relative(label, baseline) for label in labels}
+    rows = [[label, "—" if r is None else f"{r:.2f}×"] for label, r in ratios.items()]
+    headers = ["method", f"time per image vs {baseline} (geometric mean over pairs)"]
     return f"{costs.source}\n" + tabulate(rows, headers)

@@ -20,7 +20,7 @@ class Costs:
     measured: str  # what was timed: batch, precision, steps
     speeds: dict[str, dict[str, float]]  # pair ("teacher:student") -> label -> img/s
 
-    def relative(self, label: str, baseline: str = "kd") -> float | None:
+    def relative(self, label: str, baseline: str) -> float | None:
         """Time per training image relative to `baseline`, geometric mean over the pairs."""
         ratios = [
             by[baseline] / by[label]

@@ -92,7 +92,7 @@ def _json(board: Board, ranks: list[Ranking]) -> dict:
                     "wins": m.wins,
                     "ties": m.ties,
                     "losses": m.losses,
-                    "time_per_image_vs_kd": m.cost,
+                    "time_per_image_vs_baseline": m.cost,
                     "per_dataset": m.per_dataset,
                 }
                 for m in r.rows
@@ -172,7 +172,7 @@ def build_site(board: Board, out: Path) -> Path:
         f"test top-1), with 95% stratified-bootstrap intervals (seeds resampled within each "
         f"block). A block is one dataset × teacher→student pair. A win or loss against "
         f"{esc(board.baseline)} is a block whose paired 95% interval excludes 0; a tie, one "
-        f"that contains it. Cost: training time per image relative to KD, from "
+        f"that contains it. Cost: training time per image relative to {esc(board.baseline)}, from "
         f"{esc(board.cost_source)}. Every table is also a CSV (csv/) and the whole "
         "leaderboard is leaderboard.json.</p>"
         f'<p><label>Show: <select id="filter">{"".join(select)}</select></label></p>'
@@ -183,8 +183,10 @@ def build_site(board: Board, out: Path) -> Path:
             "kdbench leaderboard", intro + "".join(sections) + f"<h2>Blocks</h2><ul>{blocks}</ul>"
         ),
     )
+    curves = plots.block_curves(board, staging)
     for block in board.blocks:
-        atomic_write_text(staging / block.page, details.pair_page(board, block))
+        page_text = details.pair_page(board, block, curves.get(block.key))
+        atomic_write_text(staging / block.page, page_text)
     for label in board.labels:
         atomic_write_text(
             staging / "methods" / f"{slug(label)}.html", details.method_page(board, label)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.errors import SpecError
 from bench.references import PublishedTable, load_published
@@ -13,6 +14,7 @@ from bench.report.collect import Results, collect
 from bench.report.costs import Costs, load_costs
 from bench.report.writer import load_report_matrix
 from bench.spec import Matrix, read_matrix_yaml, shipped_matrices
+from bench.spec.matrix import DEFAULT_BASELINE
 
 SAME, DIFFERENT = "same architecture", "different architecture"
 
@@ -70,6 +72,7 @@ class Board:
     store: str
     published: PublishedTable
     costs: list[Costs] = field(default_factory=list)  # `bench perf --matrix` measurements
+    tracker: Any = None  # the store, for the runs' per-epoch curves
 
     @property
     def cost_source(self) -> str:
@@ -101,6 +104,7 @@ def gather(matrix_names: list[str], tracker, records, metric: str, workdir=None)
     blocks: dict[tuple, Block] = {}
     labels: list[str] = []
     names, notes, params = {}, {}, defaultdict(dict)
+    alone: set[str] = set()  # labels of students trained without a teacher (ce)
     baseline, store = None, tracker.describe()
     for name in matrix_names:
         matrix = load_report_matrix(name, records, store=store)
@@ -119,6 +123,8 @@ def gather(matrix_names: list[str], tracker, records, metric: str, workdir=None)
                     names[label] = method.name
                     notes[label] = (method.title, method.note, method.provenance)
                     params[label][block.key] = method.params
+                    if cells[0].run.teacher is None:
+                        alone.add(label)
                     if label not in labels:
                         labels.append(label)
     kept = [b for b in blocks.values() if any(b.runs.values())]
@@ -134,11 +140,12 @@ def gather(matrix_names: list[str], tracker, records, metric: str, workdir=None)
         names,
         notes,
         dict(params),
-        baseline or "kd",
-        "ce" if any("ce" in b.runs for b in kept) else None,
+        baseline or DEFAULT_BASELINE,
+        next((label for label in labels if label in alone), None),
         store,
         PublishedTable(load_published()),
         costs,
+        tracker,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 
 from bench.references import load_setups, not_compared_reason
+from bench.report.collect import selection
 from bench.report.sections.published_numbers import HEADERS, method_row, teacher_row
 from bench.report.site.board import Block, Board, slug
 from bench.report.site.html import cell, esc, link, page, table
@@ -26,7 +27,7 @@ def _ui_link(board: Board, run_id: str) -> str:
     return esc(run_id)
 
 
-def pair_page(board: Board, block: Block) -> str:
+def pair_page(board: Board, block: Block, curves: str | None = None) -> str:
     units = sorted({u for v in block.runs.values() for u in v}, key=repr)
     rows = []
     for label, values in block.runs.items():
@@ -63,11 +64,19 @@ def pair_page(board: Board, block: Block) -> str:
     )
     body = (
         f"<p>{esc(block.family)}; matrices {esc(', '.join(block.matrices))}; the "
-        f"{esc(board.metric)} test top-1 (%) of every run, paired by seed.</p>{teacher}"
-        f"{runs_table}<h2>Published numbers</h2>{published}<h2>Reproduce this</h2>"
+        f"{esc(selection(board.metric))} test top-1 (%) of every run, paired by seed.</p>"
+        f"{teacher}"
+        f"{runs_table}{_curves_image(curves)}<h2>Published numbers</h2>{published}"
+        "<h2>Reproduce this</h2>"
         f"<ul>{reproduce}</ul><h3>MLflow runs ({esc(board.store)})</h3><ul>{ids}</ul>"
     )
     return page(block.key, body, "../")
+
+
+def _curves_image(src: str | None) -> str:
+    if src is None:
+        return "<p>No per-epoch history in the store for these runs.</p>"
+    return f'<h2>Curves</h2><img src="{esc(src)}" alt="test top-1 per epoch">'
 
 
 def _published(board: Board, block: Block, matrix, results) -> str:

@@ -19,7 +19,7 @@ def _aggregate(a) -> tuple[str, float | None]:
 
 
 def index_headers(board: Board, ranking: Ranking) -> list[str]:
-    reference = board.reference or "ce"
+    reference = board.reference or board.baseline
     datasets = list(dict.fromkeys(b.dataset for b in ranking.blocks))
     return [
         "#",
@@ -28,7 +28,7 @@ def index_headers(board: Board, ranking: Ranking) -> list[str]:
         f"IQM Δ vs {reference} [95%] (blocks)",
         f"IQM Δ vs {board.baseline} [95%] (blocks)",
         f"wins / ties / losses vs {board.baseline}",
-        "time per image vs kd",
+        f"time per image vs {board.baseline}",
         *[f"Δ vs {reference}: {d}" for d in datasets],
     ]
 

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 
 from bench.files import atomic_path
 from bench.report import across
+from bench.report.collect import DONE
+from bench.report.sections.curves import PLOT_METRIC, fetch_histories, pair_figures
 from bench.report.site.ranking import Ranking
 
 
@@ -106,7 +108,30 @@ def cost_plot(ranking: Ranking, path: Path) -> tuple[Path | None, list[str]]:
         linewidth=1,
         label="Pareto front",
     )
-    ax.set_xlabel("time per training image relative to KD")
+    ax.set_xlabel(f"time per training image relative to {ranking.baseline}")
     ax.set_ylabel("IQM improvement (points)")
     ax.legend(fontsize=8)
     return _save(fig, path), front
+
+
+def block_curves(board, out: Path) -> dict[str, str]:
+    """Per block: test top-1 per epoch of every method (mean over seeds, min-max band), from the
+    first matrix that reports it; block key -> the SVG's path in the site."""
+    if board.tracker is None:
+        return {}
+    made: dict[str, str] = {}
+    by_source: dict[int, tuple] = {}
+    for block in board.blocks:
+        matrix, results = block.sources[0]
+        by_source.setdefault(id(results), (matrix, results, []))[2].append(block)
+    for matrix, results, blocks in by_source.values():
+        finished = [c.record.run_id for c in results.cells if c.state == DONE]
+        histories = fetch_histories(board.tracker, finished, PLOT_METRIC)
+        figures = pair_figures(matrix, results, histories, board.metric)
+        for block in blocks:
+            figure = figures.get((block.teacher, block.student), {}).get("curves")
+            if figure is not None:
+                name = f"curves-{block.page.removeprefix('pairs/').removesuffix('.html')}.svg"
+                _save(figure, out / "figures" / name)
+                made[block.key] = f"../figures/{name}"
+    return made

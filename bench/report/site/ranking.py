@@ -22,7 +22,7 @@ class MethodRow:
     wins: int = 0
     ties: int = 0
     losses: int = 0
-    cost: float | None = None  # time per training image relative to KD (the runs' own img/s)
+    cost: float | None = None  # time per training image relative to the baseline
     per_dataset: dict[str, float] = field(default_factory=dict)  # mean improvement over ce
     is_reference: bool = False  # the method the aggregate is measured from (0 by definition)
 
@@ -46,6 +46,7 @@ class Ranking:
     pairs: dict  # (a, b) -> Holm-adjusted Wilcoxon p
     improvement: dict  # (a, b) -> P(A > B)
     words: str
+    baseline: str = ""
 
 
 def _block_ranks(board: Board, blocks: list[Block]) -> dict[str, list[float]]:
@@ -81,18 +82,19 @@ def _wins(board: Board, blocks: list[Block], label: str) -> tuple[int, int, int]
 
 
 def _cost(board: Board, blocks: list[Block], label: str) -> float | None:
-    """KD's img/s over this method's, per block, geometric mean over blocks: from `bench perf
-    --matrix` where it measured the block's pair, else from the runs' own img/s."""
+    """The baseline's img/s over this method's, per block, geometric mean over blocks: from
+    `bench perf --matrix` where it measured the block's pair, else from the runs' own img/s."""
     measured: dict = {}
     for costs in board.costs:
         measured |= costs.speeds
     ratios = []
     for b in blocks:
         timed = measured.get(f"{b.teacher}:{b.student}", {})
-        if timed.get(label) and timed.get("kd"):
-            ratios.append(timed["kd"] / timed[label])
-        elif not board.costs and b.speeds.get(label) and b.speeds.get("kd"):
-            ratios.append(statistics.median(b.speeds["kd"]) / statistics.median(b.speeds[label]))
+        base = board.baseline
+        if timed.get(label) and timed.get(base):
+            ratios.append(timed[base] / timed[label])
+        elif not board.costs and b.speeds.get(label) and b.speeds.get(base):
+            ratios.append(statistics.median(b.speeds[base]) / statistics.median(b.speeds[label]))
     return math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
 
 
@@ -147,7 +149,7 @@ def rank(board: Board, blocks: list[Block], name: str) -> Ranking:
         result,
         pairs,
         improvement,
-        verdict(len(blocks), tested, result, pairs),
+        verdict(len(blocks), tested, result, pairs), board.baseline,
     )
 
 
