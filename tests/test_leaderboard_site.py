@@ -94,6 +94,7 @@ def test_the_planted_ranking_and_tests(site):
 
     page = (site / "methods" / "dkd.html").read_text()
     assert html.escape(methods.provenance("dkd"), quote=True) in page  # paper and formula
+    assert "Time per training image relative to kd: 2.00×" in page
     csv = (site / "csv" / "ranking-all.csv").read_text().splitlines()
     assert csv[0].startswith("#,method,mean rank") and csv[1].split(",")[1] == "dkd"
 

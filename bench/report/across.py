@@ -49,6 +49,19 @@ def mean_ranks(means: dict[str, dict[str, float]], methods: list[str]) -> dict[s
     return dict(zip(methods, ranks.mean(axis=0).tolist(), strict=True))
 
 
+def ranks_per_block(means: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """Within each block the methods it has ranked by mean (1 = best, ties share the mean of
+    their ranks); method -> its ranks over the blocks of two methods or more."""
+    ranks: dict[str, list[float]] = {}
+    for by_method in means.values():
+        if len(by_method) < 2:
+            continue
+        order = scipy.stats.rankdata([-v for v in by_method.values()], method="average")
+        for label, rank in zip(by_method, order, strict=True):
+            ranks.setdefault(label, []).append(float(rank))
+    return ranks
+
+
 def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
     """Critical difference of two mean ranks among k methods over n blocks (Demšar 2006, eq. 5):
     q_alpha · √(k(k+1) / 6n), q_alpha the studentized range quantile / √2."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import scipy.stats
-
+from bench.report import across
 from bench.report.collect import CellResult, Results, other_metric, selection
 from bench.report.render import Block, Heading, Para, Table, bold
 from bench.report.sections import ReportContext, report_section
@@ -41,18 +40,16 @@ def mean_ranks(matrix: Matrix, results: Results, metric: str) -> list[tuple[str,
     """(label, mean rank, pairs ranked), best first: within each pair the methods with a finished
     run are ranked by mean top-1 (1 = best, ties share the mean of their ranks), and a method's
     ranks are averaged over the pairs where it has one."""
-    ranks: dict[str, list[float]] = {label: [] for label in matrix.method_labels}
-    for pair in matrix.pairs:
-        means = {
+    means = {
+        pair: {
             label: summarize(list(values.values())).mean
             for label, values in results.row_values(pair, metric).items()
             if values
         }
-        if len(means) < 2:
-            continue
-        order = scipy.stats.rankdata([-m for m in means.values()], method="average")
-        for label, rank in zip(means, order, strict=True):
-            ranks[label].append(float(rank))
+        for pair in matrix.pairs
+    }
+    found = across.ranks_per_block(means)
+    ranks = {label: found.get(label, []) for label in matrix.method_labels}
     ranked = [(label, sum(r) / len(r), len(r)) for label, r in ranks.items() if r]
     return sorted(ranked, key=lambda item: item[1])
 

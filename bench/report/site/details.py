@@ -11,6 +11,7 @@ from bench.report.collect import selection
 from bench.report.sections.published_numbers import HEADERS, method_row, teacher_row
 from bench.report.site.board import Block, Board, slug
 from bench.report.site.html import cell, esc, link, page, table
+from bench.report.site.ranking import cost
 from bench.report.stats import fmt_paired, fmt_summary, paired, summarize
 
 NA = "—"
@@ -133,6 +134,9 @@ def method_page(board: Board, label: str) -> str:
         f'<p>{esc(title)}</p><p class="note">{esc(note)}</p>'
         f"<p>kdbench method <code>{esc(board.names.get(label, label))}</code>.</p>"
         f"<h2>What it is, and the code it was matched against</h2><p>{esc(provenance)}</p>"
+        f"<p>Time per training image relative to {esc(board.baseline)}: "
+        f"{esc(_cost_text(board, label))}"
+        f" (from {esc(board.cost_source)}).</p>"
         "<h2>Parameters per block (defaults filled in)</h2>"
         + table(["block", "parameters"], param_rows)
         + f"<h2>Per block, against {esc(board.baseline)}</h2>"
@@ -148,6 +152,11 @@ def method_page(board: Board, label: str) -> str:
         )
     )
     return page(f"Method {label}", body, "../")
+
+
+def _cost_text(board: Board, label: str) -> str:
+    ratio = cost(board, board.blocks, label)
+    return NA if ratio is None else f"{ratio:.2f}×"
 
 
 def _params_text(params: dict) -> str:

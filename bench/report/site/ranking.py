@@ -50,17 +50,7 @@ class Ranking:
 
 
 def _block_ranks(board: Board, blocks: list[Block]) -> dict[str, list[float]]:
-    """Within each block the methods with runs ranked by mean (1 = best, ties averaged)."""
-    import scipy.stats
-
-    ranks: dict[str, list[float]] = {}
-    for means in across.block_means(board.runs(blocks)).values():
-        if len(means) < 2:
-            continue
-        order = scipy.stats.rankdata([-v for v in means.values()], method="average")
-        for label, rank in zip(means, order, strict=True):
-            ranks.setdefault(label, []).append(float(rank))
-    return ranks
+    return across.ranks_per_block(across.block_means(board.runs(blocks)))
 
 
 def _wins(board: Board, blocks: list[Block], label: str) -> tuple[int, int, int]:
@@ -81,7 +71,7 @@ def _wins(board: Board, blocks: list[Block], label: str) -> tuple[int, int, int]
     return wins, ties, losses
 
 
-def _cost(board: Board, blocks: list[Block], label: str) -> float | None:
+def cost(board: Board, blocks: list[Block], label: str) -> float | None:
     """The baseline's img/s over this method's, per block, geometric mean over blocks: from
     `bench perf --matrix` where it measured the block's pair, else from the runs' own img/s."""
     measured: dict = {}
@@ -116,7 +106,7 @@ def rank(board: Board, blocks: list[Block], name: str) -> Ranking:
             if label != board.baseline
             else None,
             *_wins(board, blocks, label),
-            cost=_cost(board, blocks, label),
+            cost=cost(board, blocks, label),
             is_reference=label == (board.reference or board.baseline),
         )
         if board.reference:
