@@ -8,7 +8,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.engine.binding import load_matrix
-from bench.engine.runner import in_shard
+from bench.engine.runner import CellFilter
 from bench.store.trackers import FAILED, FINISHED, MlflowTracker
 from tests.runner_helpers import runs_by_label, same_weights, weights_of, write_tiny
 
@@ -66,7 +66,7 @@ def test_two_shards_cover_every_cell_once_and_train_the_teacher_once(tmp_path):
     seeds = 4  # shards follow run keys: with these, both shards hold students of the teacher
     matrix_file = write_tiny(tmp_path, methods="[ce, kd]", seeds=seeds)
     matrix = load_matrix(str(matrix_file), workdir=workdir)
-    needs_teacher = [any(r.teacher and in_shard(r, (i, 2)) for r in matrix.runs) for i in (0, 1)]
+    needs_teacher = [any(r.teacher and CellFilter((i, 2))(r) for r in matrix.runs) for i in (0, 1)]
     assert all(needs_teacher), "pick seeds so both shards need the teacher"
 
     processes = []

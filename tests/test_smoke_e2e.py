@@ -1,8 +1,10 @@
 """The README's first command, end to end, into a temporary MLflow store."""
 
 import csv
+import html
 import json
 import re
+import shlex
 
 import pytest
 
@@ -143,3 +145,57 @@ def test_the_leaderboard_of_the_smoke_matrix_opens_in_chromium_and_ranks_nothing
         assert browser.image_problems(driver, pair) == []
     finally:
         driver.quit()
+
+
+def test_every_leaderboard_number_names_its_run_and_the_command_that_trains_that_cell_alone(
+    smoke_run, smoke_workdir, tmp_path, capsys
+):
+    assert smoke_run == 0
+    out = tmp_path / "leaderboard"
+    assert main(["leaderboard", "--workdir", str(smoke_workdir), "--out", str(out)]) == 0
+    (block,) = json.loads((out / "leaderboard.json").read_text())["blocks"]
+    runs = {r.run_id: r for r in MlflowTracker(smoke_workdir).search()}
+    entries = [e for label in block["runs"] for e in block["runs"][label]]
+    assert len(entries) == 8
+    page = (out / block["page"]).read_text()
+    for entry in entries:
+        record = runs[entry["run_id"]]
+        assert record.tags["run_key"] and entry["top1"] is not None
+        assert entry["command"] in html.unescape(page)
+        argv = shlex.split(entry["command"])[3:]  # after `python -m bench`
+        capsys.readouterr()
+        assert main([*argv, "--dry-run", "--workdir", str(smoke_workdir)]) == 0
+        (line, summary) = capsys.readouterr().out.strip().splitlines()
+        assert line.split()[:2] == ["finished", record.tags["cell_key"]]
+        assert summary.startswith("1 cells: 1 finished")
+
+
+def test_run_links_open_the_run_in_a_real_mlflow_server_ui(smoke_run, smoke_workdir, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    """The store served by `mlflow server`: a pair page's run link opens that run in MLflow's
+    own UI (its name on the page), in Chromium."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests import browser
+    from tests.postgres_server import mlflow_server
+
+    assert smoke_run == 0
+    database = f"sqlite:///{smoke_workdir / 'mlflow.db'}"
+    with mlflow_server(database, tmp_path / "artifacts", tmp_path / "mlflow.log") as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        out = tmp_path / "leaderboard"
+        assert main(["leaderboard", "--workdir", str(smoke_workdir), "--out", str(out)]) == 0
+        (block,) = json.loads((out / "leaderboard.json").read_text())["blocks"]
+        entry = block["runs"]["dkd"][0]
+        driver = browser.start_chromium()
+        try:
+            driver.get((out / block["page"]).as_uri())
+            link = driver.find_element(By.LINK_TEXT, entry["run_id"])
+            assert link.get_attribute("href").startswith(url)
+            link.click()
+            WebDriverWait(driver, 60).until(
+                lambda d: entry["run_name"] in d.find_element(By.TAG_NAME, "body").text
+            )
+        finally:
+            driver.quit()

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--shard", metavar="I/N", help="run only the cells of shard I of N")
     run.add_argument(
+        "--only",
+        metavar="CELL",
+        help="run only the matching cells (as --print-spec: a glob on the run name, or a "
+        "cell_key/run_key); a student's teacher is trained first where it is not yet",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         help="worker processes on this machine pulling the matrix's cells (default 1: this "

@@ -10,6 +10,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -73,29 +74,30 @@ def _print_spec(runs: list[RunSpec], unkeyed_reason: str) -> None:
         print(json.dumps({"name": run.name, **keys, "cell": run.cell()}, indent=2, sort_keys=True))
 
 
-def _dry_run(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard) -> None:
+def _dry_run(matrix: Matrix, args: argparse.Namespace, workdir: Path, cells) -> None:
     from bench.engine import runner
     from bench.store.trackers import open_tracker
 
     matrix, unkeyed_reason = _with_present_data(matrix, workdir)
     if unkeyed_reason:
-        runs = [run for run in matrix.runs if runner.in_shard(run, shard)]
+        runs = [run for run in matrix.runs if runner.chosen(run, cells)]
         for run in runs:
             print(f"{'to run':8}  {'(unkeyed)':16}  {run.name}")
         print(f"{len(runs)} cells: {len(runs)} to run; {_by_method(runs)}")
         print(f"cell keys not computed yet: {unkeyed_reason}")
         return
-    cells = runner.plan(matrix, open_tracker(args.tracking, workdir), workdir, shard)
-    for cell in cells:
+    planned = runner.plan(matrix, open_tracker(args.tracking, workdir), workdir, cells)
+    for cell in planned:
         print(f"{cell.state:8}  {cell.run.cell_key}  {cell.run.name}")
-    counts = {s: sum(c.state == s for c in cells) for s in sorted({c.state for c in cells})}
+    states = sorted({c.state for c in planned})
+    counts = {s: sum(c.state == s for c in planned) for s in states}
     print(
-        f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-        + f"; {_by_method([c.run for c in cells])}"
+        f"{len(planned)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        + f"; {_by_method([c.run for c in planned])}"
     )
 
 
-def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard) -> int:
+def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, cells) -> int:
     from bench.engine import runner, slurm
     from bench.store.trackers import open_tracker
 
@@ -110,16 +112,16 @@ def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, shard
     if args.dry_run:
         keyed, unkeyed_reason = _with_present_data(matrix.on_ranks(options.world_size), workdir)
         if unkeyed_reason:
-            left = sum(runner.in_shard(run, shard) for run in matrix.runs)
+            left = sum(runner.chosen(run, cells) for run in matrix.runs)
         else:
-            cells = runner.plan(keyed, open_tracker(args.tracking, workdir), workdir, shard)
-            left = sum(c.state != runner.DONE for c in cells)
+            planned = runner.plan(keyed, open_tracker(args.tracking, workdir), workdir, cells)
+            left = sum(c.state != runner.DONE for c in planned)
         print(slurm.dry_run_text(matrix.name, left, options, workdir))
         return 0
     tracker = open_tracker(args.tracking, workdir)
     jobs, left = slurm.submit(matrix, tracker=tracker, workdir=workdir, options=options,
                               claims_uri=args.claims, retry_failed=args.retry_failed,
-                              shard=shard)  # fmt: skip
+                              cells=cells)  # fmt: skip
     if not jobs:
         print(f"matrix {matrix.name}: nothing to submit, every cell is done")
         return 0
@@ -138,13 +140,23 @@ def _by_method(runs: list[RunSpec]) -> str:
     return ", ".join(f"{label} {n}" for label, n in labels.items())
 
 
+def _key_like(text: str) -> bool:
+    """A cell_key or run_key, which unkeyed runs (data not prepared yet) cannot be matched by."""
+    return re.fullmatch(r"[0-9a-f]{8,64}", text) is not None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine import distributed, runner
 
     device = _device(args.device)
     workdir = resolve_workdir(args.workdir)
     matrix = _matrix(args, device)
-    shard = runner.parse_shard(args.shard)
+    cells = runner.parse_cell_filter(args.shard, args.only)
+    if args.only is not None and not select(matrix.runs, args.only) and not _key_like(args.only):
+        raise SpecError(
+            f"--only '{args.only}': no cell of matrix {matrix.name} matches; "
+            "use --dry-run to list cell names"
+        )
     if distributed.launched():  # torchrun: the runs' keys hold the number of ranks
         if (args.dry_run or args.print_spec) and os.environ["RANK"] != "0":
             return 0  # rank 0 answers
@@ -160,17 +172,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_spec(chosen, unkeyed_reason)
         return 0
     if args.executor == "slurm":
-        return _submit_slurm(matrix, args, workdir, shard)
+        return _submit_slurm(matrix, args, workdir, cells)
     if args.dry_run:
-        _dry_run(matrix, args, workdir, shard)
+        _dry_run(matrix, args, workdir, cells)
         return 0
     if distributed.launched():
         _check_ddp_options(args)
         _check_ddp_matrix(matrix, device)
         group = distributed.from_environment(device.type, args.ddp_timeout_s)
         return _run_ddp(group, matrix, args, distributed.device_for(group, device), workdir,
-                        shard)  # fmt: skip
-    return _run_local(matrix, args, device, workdir, shard)
+                        cells)  # fmt: skip
+    return _run_local(matrix, args, device, workdir, cells)
 
 
 def _check_ddp_options(args: argparse.Namespace) -> None:
@@ -202,7 +214,7 @@ def _check_ddp_matrix(matrix: Matrix, device: torch.device | None) -> None:
         )
 
 
-def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
+def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, cells) -> int:
     """One matrix, each run trained by every rank of the group; rank 0 leads."""
     from bench.engine import ranks, runner
     from bench.store.claims import open_claims
@@ -219,7 +231,7 @@ def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, s
         )
         summary = runner.run_matrix(
             matrix, tracker=tracker, workdir=workdir, device=device,
-            retry_failed=args.retry_failed, shard=shard, claims=claims, group=group,
+            retry_failed=args.retry_failed, cells=cells, claims=claims, group=group,
         )  # fmt: skip
         return _print_summary(summary)
 
@@ -227,7 +239,7 @@ def _run_ddp(group, matrix: Matrix, args, device: torch.device, workdir: Path, s
     return 0 if code is None else code
 
 
-def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard) -> int:
+def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, cells) -> int:
     from bench.engine import runner
     from bench.store.trackers import open_tracker
 
@@ -249,7 +261,7 @@ def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard)
     if slots is not None:
         summary = workers.run_workers(
             matrix, tracker=tracker, workdir=workdir, slots=slots, claims_uri=args.claims,
-            retry_failed=args.retry_failed, shard=shard,
+            retry_failed=args.retry_failed, cells=cells,
         )  # fmt: skip
     else:
         summary = runner.run_matrix(
@@ -259,7 +271,7 @@ def _run_local(matrix: Matrix, args, device: torch.device, workdir: Path, shard)
             workdir=workdir,
             device=device,
             retry_failed=args.retry_failed,
-            shard=shard,
+            cells=cells,
         )
     return _print_summary(summary)
 

@@ -22,7 +22,7 @@ from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.teachers import TeacherFailed, TeacherInterrupted, prepare_teacher
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
-from bench.spec import Matrix, RunSpec, teacher_run
+from bench.spec import Matrix, RunSpec, select, teacher_run
 from bench.store.cell_state import BLOCKED, FAILED_STATE, FINISHED_STATE, cell_state
 from bench.store.claims import Claims, FileClaims
 from bench.store.trackers import FAILED, FINISHED, KILLED, reconnect
@@ -56,21 +56,36 @@ class MatrixSummary:
         return 1 if self.failed or self.blocked else 0
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    if not text:
+@dataclass(frozen=True)
+class CellFilter:
+    """Which of the matrix's cells this invocation runs: `--shard I/N` and `--only GLOB`."""
+
+    shard: tuple[int, int] | None = None
+    only: str | None = None  # a glob on the run name, or a cell_key/run_key (as --print-spec)
+
+    def __call__(self, run: RunSpec) -> bool:
+        if self.only is not None and not select((run,), self.only):
+            return False
+        # by cell_key, so adding or removing other cells never moves a cell to another shard
+        return self.shard is None or int(run.cell_key, 16) % self.shard[1] == self.shard[0]
+
+
+def parse_cell_filter(shard: str | None, only: str | None = None) -> CellFilter | None:
+    if not shard and only is None:
         return None
+    if not shard:
+        return CellFilter(None, only)
     try:
-        index, count = (int(x) for x in text.split("/"))
+        index, count = (int(x) for x in shard.split("/"))
     except ValueError:
-        raise SpecError(f"--shard '{text}': expected i/n, e.g. 0/2") from None
+        raise SpecError(f"--shard '{shard}': expected i/n, e.g. 0/2") from None
     if count < 1 or not 0 <= index < count:
-        raise SpecError(f"--shard '{text}': expected 0 <= i < n")
-    return index, count
+        raise SpecError(f"--shard '{shard}': expected 0 <= i < n")
+    return CellFilter((index, count), only)
 
 
-def in_shard(run: RunSpec, shard: tuple[int, int] | None) -> bool:
-    # by cell_key, so adding or removing other cells never moves a cell to another shard
-    return shard is None or int(run.cell_key, 16) % shard[1] == shard[0]
+def chosen(run: RunSpec, cells: CellFilter | None) -> bool:
+    return cells is None or cells(run)
 
 
 def _records_by_run_key(tracker) -> dict[str, list]:
@@ -87,13 +102,13 @@ def finished_in_store(tracker, run: RunSpec) -> bool:
     return cell_state(tracker.search(run_key=run.run_key)).state == DONE
 
 
-def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
-    """Each cell of the shard with its state: the store's rule (`cell_state`) for this
+def plan(matrix: Matrix, tracker, workdir: Path, cells: CellFilter | None = None) -> list[Cell]:
+    """Each chosen cell with its state: the store's rule (`cell_state`) for this
     execution (run_key), and `resume` where a checkpoint of an unfinished run waits."""
     records = _records_by_run_key(tracker)
-    cells = []
+    planned = []
     for run in matrix.runs:
-        if not in_shard(run, shard):
+        if not chosen(run, cells):
             continue
         teacher_records = None
         if run.teacher is not None and run.teacher.trained_here:
@@ -102,12 +117,12 @@ def plan(matrix: Matrix, tracker, workdir: Path, shard=None) -> list[Cell]:
         run_id = found.record.run_id if found.record else None
         if found.state in (DONE, BLOCKED, FAILED_STATE):
             reason = f"epoch {found.epoch}: {found.reason}" if found.epoch else found.reason
-            cells.append(Cell(run, found.state, run_id, reason))
+            planned.append(Cell(run, found.state, run_id, reason))
         elif checkpoint_path(workdir, run).is_file():
-            cells.append(Cell(run, RESUME, run_id))
+            planned.append(Cell(run, RESUME, run_id))
         else:
-            cells.append(Cell(run, TO_RUN))
-    return cells
+            planned.append(Cell(run, TO_RUN))
+    return planned
 
 
 class _StopFlag:
@@ -203,7 +218,7 @@ def run_matrix(
     workdir: Path,
     device,
     retry_failed: bool = False,
-    shard=None,
+    cells: CellFilter | None = None,
     isolate: bool = False,
     claims: Claims | None = None,
     log: Callable[[str], None] = tqdm.write,
@@ -217,7 +232,7 @@ def run_matrix(
     for folder in WRITTEN_FOLDERS:  # temp files of writers that died (the live ones are kept)
         remove_orphan_temps(Path(workdir) / folder)
     matrix = bind_data(matrix, workdir)
-    cells = plan(matrix, tracker, workdir, shard)
+    cells = plan(matrix, tracker, workdir, cells)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
     for cell in cells:
         if cell.state == DONE:
@@ -321,7 +336,7 @@ def run_worker(
     claims: Claims,
     stop,
     retry_failed: bool = False,
-    shard=None,
+    cells: CellFilter | None = None,
     poll_seconds: float = 2.0,
     on_event: Callable[[dict], None] = lambda event: None,
     log: Callable[[str], None] = tqdm.write,
@@ -340,7 +355,7 @@ def run_worker(
     attempted: set[str] = set()  # cells this worker ran: a failure is not retried in a loop
     while not stop.requested:
         todo = [
-            cell for cell in plan(matrix, tracker, workdir, shard)
+            cell for cell in plan(matrix, tracker, workdir, cells)
             if cell.state in runnable and cell.run.run_key not in attempted
         ]  # fmt: skip
         if not todo:

@@ -108,10 +108,10 @@ class MatrixWorker(Checkpointable):
         return {name: len(getattr(summary, name)) for name in kinds}
 
 
-def prepare(matrix: Matrix, tracker, workdir: Path, shard=None) -> tuple[Matrix, int]:
+def prepare(matrix: Matrix, tracker, workdir: Path, cells=None) -> tuple[Matrix, int]:
     """Bind the data and fetch released teachers once, before any task starts; the cells left."""
     matrix = bind_data(matrix, workdir)
-    left = [c for c in plan(matrix, tracker, workdir, shard) if c.state != DONE]
+    left = [c for c in plan(matrix, tracker, workdir, cells) if c.state != DONE]
     fetch_published_teachers(matrix, workdir, [c.run for c in left])
     return matrix, len(left)
 
@@ -124,7 +124,7 @@ def submit(
     options: SlurmOptions,
     claims_uri: str | None = None,
     retry_failed: bool = False,
-    shard=None,
+    cells=None,
     cluster: str = "slurm",
 ):
     """Submit the job array; returns (its jobs, the cells left)."""
@@ -132,7 +132,7 @@ def submit(
 
     workdir = Path(workdir)
     check_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
-    matrix, left = prepare(matrix.on_ranks(options.world_size), tracker, workdir, shard)
+    matrix, left = prepare(matrix.on_ranks(options.world_size), tracker, workdir, cells)
     if left == 0:
         return [], 0
     # a task is requeued at most 3 times on time-out (submitit's default), without limit on
@@ -141,7 +141,7 @@ def submit(
     executor.update_parameters(name=f"kdbench-{matrix.name}",
                                **options.executor_parameters(cluster))  # fmt: skip
     worker = MatrixWorker(matrix, str(workdir), tracker.address(), claims_uri,
-                          {"retry_failed": retry_failed, "shard": shard})  # fmt: skip
+                          {"retry_failed": retry_failed, "cells": cells})  # fmt: skip
     tasks = options.tasks or min(left, options.array_parallelism)
     return executor.map_array(worker, list(range(tasks))), left
 

@@ -140,7 +140,7 @@ def run_workers(
     slots: list[WorkerSlot],
     claims_uri: str | None = None,
     retry_failed: bool = False,
-    shard=None,
+    cells=None,
     poll_seconds: float = 2.0,
     log: Callable[[str], None] = tqdm.write,
 ) -> MatrixSummary:
@@ -149,16 +149,16 @@ def run_workers(
     for folder in WRITTEN_FOLDERS:
         remove_orphan_temps(workdir / folder)
     matrix = bind_data(matrix, workdir)
-    cells = plan(matrix, tracker, workdir, shard)
-    left = [c for c in cells if c.state != DONE]
+    planned = plan(matrix, tracker, workdir, cells)
+    left = [c for c in planned if c.state != DONE]
     fetch_published_teachers(matrix, workdir, [c.run for c in left])
     log(
-        f"matrix {matrix.name}: {len(left)} of {len(cells)} cells to do, {len(slots)} workers on "
+        f"matrix {matrix.name}: {len(left)} of {len(planned)} cells to do, {len(slots)} workers on "
         f"{socket.gethostname()}"
     )
     context = multiprocessing.get_context("spawn")
     stop_event = context.Event()
-    options = {"retry_failed": retry_failed, "shard": shard, "poll_seconds": poll_seconds}
+    options = {"retry_failed": retry_failed, "cells": cells, "poll_seconds": poll_seconds}
 
     def start(slot: WorkerSlot):
         # a pipe per worker: a worker killed while writing can only break its own

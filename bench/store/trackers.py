@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from bench.locks import file_lock
 from bench.store.sqlite_template import seed_new_store
 
 EXPERIMENT = "kdbench"
+HISTORY_REQUESTS_AT_ONCE = 8  # a server answers one run's metric history per request
 RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 
@@ -196,7 +198,11 @@ class MlflowTracker:
 
     def histories(self, run_ids: list[str], key: str) -> dict[str, list[tuple[int, float]]]:
         self._analyze_sqlite()
-        return {run_id: self.history(run_id, key) for run_id in run_ids}
+        if not self.uri.startswith(("http://", "https://")):
+            return {run_id: self.history(run_id, key) for run_id in run_ids}
+        with ThreadPoolExecutor(max_workers=HISTORY_REQUESTS_AT_ONCE) as pool:
+            found = pool.map(lambda run_id: self.history(run_id, key), run_ids)
+            return dict(zip(run_ids, found, strict=True))
 
     def _analyze_sqlite(self) -> None:
         """Give sqlite's planner statistics once per tracker: without them MLflow's per-run

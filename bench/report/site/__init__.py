@@ -17,7 +17,7 @@ from bench.report.site.html import esc, page
 from bench.report.site.index import index_headers, index_values, section
 from bench.report.site.ranking import Ranking, rank
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each run carries run_name, run_id and its command; no run_ids
 
 
 def rankings(board: Board) -> list[Ranking]:
@@ -116,17 +116,23 @@ def _json(board: Board, ranks: list[Ranking]) -> dict:
                 "matrices": b.matrices,
                 "page": b.page,
                 "runs": {
-                    label: [
-                        {"unit": list(u) if isinstance(u, tuple) else u, "top1": v}
-                        for u, v in values.items()
-                    ]
+                    label: [_run_entry(u, v, b.origins[label].get(u)) for u, v in values.items()]
                     for label, values in b.runs.items()
                 },
-                "run_ids": dict(b.run_ids),
             }
             for b in board.blocks
         ],
         "rankings": [ranking(r) for r in ranks],
+    }
+
+
+def _run_entry(unit, top1: float, origin) -> dict:
+    return {
+        "unit": list(unit) if isinstance(unit, tuple) else unit,
+        "top1": top1,
+        "run_name": origin.run_name,
+        "run_id": origin.run_id,
+        "command": origin.command,
     }
 
 

@@ -4,6 +4,7 @@ their runs per method, and what a page needs to say how each number was made."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("._") or "_"
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where one number of a block comes from, and the command that trains that one cell."""
+
+    run_name: str
+    run_id: str
+    matrix: str  # the shipped name or the file it was read from
+
+    @property
+    def command(self) -> str:
+        return f"python -m bench run --matrix {shlex.quote(self.matrix)} --only " + shlex.quote(
+            self.run_name
+        )
+
+
 @dataclass
 class Block:
     dataset: str
@@ -39,7 +55,7 @@ class Block:
     student: str
     matrices: list[str] = field(default_factory=list)
     runs: dict[str, dict] = field(default_factory=dict)  # label -> unit -> value
-    run_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    origins: dict[str, dict] = field(default_factory=lambda: defaultdict(dict))  # label -> unit
     speeds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     teacher_scores: set[str] = field(default_factory=set)
     teacher_shas: set[str] = field(default_factory=set)
@@ -116,7 +132,7 @@ def gather(matrix_names: list[str], tracker, records, metric: str, workdir=None)
             block.matrices.append(matrix.name)
             block.sources.append((matrix, results))
             for label in matrix.method_labels:
-                _add(block, results, pair, label, metric)
+                _add(block, results, pair, label, metric, name)
                 cells = results.cells_of(pair, label)
                 if cells:
                     method = cells[0].run.method
@@ -153,7 +169,7 @@ def _name_of(name_or_path: str) -> str:
     return str(read_matrix_yaml(name_or_path)[0].get("name"))
 
 
-def _add(block: Block, results: Results, pair, label: str, metric: str) -> None:
+def _add(block: Block, results: Results, pair, label: str, metric: str, matrix: str) -> None:
     values = block.runs.setdefault(label, {})
     for cell in results.cells_of(pair, label):
         value = cell.value(metric)
@@ -163,7 +179,7 @@ def _add(block: Block, results: Results, pair, label: str, metric: str) -> None:
         if unit in values:  # the same cell reported by two matrices
             continue
         values[unit] = value
-        block.run_ids[label].append(cell.record.run_id)
+        block.origins[label][unit] = Origin(cell.run.name, cell.record.run_id, matrix)
         speed = cell.value("img_per_s")
         if speed is not None:
             block.speeds[label].append(speed)

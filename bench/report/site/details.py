@@ -54,24 +54,33 @@ def pair_page(board: Board, block: Block, curves: str | None = None) -> str:
         f"{esc(', '.join(sorted(block.teacher_shas)) or NA)}.</p>"
     )
     published = "".join(_published(board, block, m, r) for m, r in block.sources[:1])
-    reproduce = "".join(
-        f"<li><code>python -m bench run --matrix {esc(m.name)}</code> then "
-        f"<code>python -m bench report --matrix {esc(m.name)}</code></li>"
-        for m, _ in block.sources
-    )
-    ids = "".join(
-        f"<li>{esc(label)}: {', '.join(_ui_link(board, r) for r in run_ids)}</li>"
-        for label, run_ids in block.run_ids.items()
-    )
     body = (
         f"<p>{esc(block.family)}; matrices {esc(', '.join(block.matrices))}; the "
         f"{esc(selection(board.metric))} test top-1 (%) of every run, paired by seed.</p>"
         f"{teacher}"
         f"{runs_table}{_curves_image(curves)}<h2>Published numbers</h2>{published}"
-        "<h2>Reproduce this</h2>"
-        f"<ul>{reproduce}</ul><h3>MLflow runs ({esc(board.store)})</h3><ul>{ids}</ul>"
+        f"<h2>Reproduce this</h2>{_reproduce(board, block)}"
     )
     return page(block.key, body, "../")
+
+
+def _reproduce(board: Board, block: Block) -> str:
+    """Every number of the block with its MLflow run and the command that trains that cell alone
+    (its teacher first, where the store lacks it); `bench report` then reads it."""
+    rows = [
+        [
+            cell(esc(label), label, "text"),
+            cell(esc(_unit_name(unit)), repr(unit), "text"),
+            cell(_ui_link(board, origin.run_id), origin.run_id, "text"),
+            cell(f"<code>{esc(origin.command)}</code>", origin.command, "text"),
+        ]
+        for label, origins in block.origins.items()
+        for unit, origin in origins.items()
+    ]
+    return (
+        f"<p>Runs read from {esc(board.store)}.</p>"
+        + table(["method", "seed", "MLflow run", "command"], rows)
+    )
 
 
 def _curves_image(src: str | None) -> str:
