@@ -123,3 +123,16 @@ def test_bad_worker_options_are_one_line_before_anything_is_written(args, expect
     assert main(["run", "--matrix", "smoke", "--workdir", str(tmp_path), *args]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [expected]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_workers_on_a_store_with_failed_cells_exit_1_and_name_them(tmp_path):
+    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=2)
+    first = bench_cli(["run", "--matrix", str(matrix)], tmp_path / "work", fault="nan:1:*kd*")
+    assert first.returncode == 1, first.stdout + first.stderr
+    again = bench_cli(["run", "--matrix", str(matrix), "--workers", "2"], tmp_path / "work")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "0 of 4 cells to do" in again.stdout
+    assert "2 already finished, 2 failed" in again.stdout
+    for seed in (0, 1):
+        assert f"  FAILED resnet8->resnet8 kd seed{seed}: " in again.stdout
+    assert "(rerun with --retry-failed)" in again.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.errors import BenchError, SpecError
@@ -239,7 +240,38 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
+class _OutputThatOutlivesItsReader:
+    """stdout for a command whose reader may leave (`bench run ... | head -5`): once the pipe
+    is broken, output goes to /dev/null and the work goes on (training is not the pipe's)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _OutputThatOutlivesItsReader):
+        sys.stdout = _OutputThatOutlivesItsReader(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.engine.distributed import Group
 from bench.engine.execute import GroupAborted, LoadedTeacher, TrainOrder, follow_run, loaders_for
-from bench.engine.runner import _StopFlag
+from bench.engine.runner import StopFlag
 from bench.engine.teachers import load_frozen
 
 DONE = "done"  # rank 0's last order
@@ -40,7 +40,7 @@ def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
 def follow(group: Group, *, workdir: Path, device) -> None:
     """Take rank 0's orders until DONE; a SIGTERM here stops the whole group at the next step
     where the ranks agree (the stop flag is summed over the ranks)."""
-    stop = _StopFlag()
+    stop = StopFlag()
     restore = stop.install()
     loaded: dict = {}
     try:

@@ -125,17 +125,28 @@ def plan(matrix: Matrix, tracker, workdir: Path, cells: CellFilter | None = None
     return planned
 
 
-class _StopFlag:
+class StopFlag:
     """SIGTERM/SIGINT: finish the current epoch, checkpoint, mark the run resumable, exit."""
 
-    def __init__(self, event=None):
+    def __init__(self, event=None, parent: int | None = None):
         self._requested = False
         self._event = event  # a multiprocessing Event shared with a parent, if any
         self.child = None  # the isolated cell's process, which gets the signal passed on
+        # the pid of a parent this process reports to: its death (even by SIGKILL, which runs no
+        # handler) is a stop request, so an orphan leaves its run resumable
+        self._parent = parent
 
     @property
     def requested(self) -> bool:
-        return self._requested or (self._event is not None and self._event.is_set())
+        return (
+            self._requested
+            or (self._event is not None and self._event.is_set())
+            or self.orphaned
+        )
+
+    @property
+    def orphaned(self) -> bool:
+        return self._parent is not None and os.getppid() != self._parent
 
     @requested.setter
     def requested(self, value: bool) -> None:
@@ -160,7 +171,7 @@ class _StopFlag:
 def _isolated_child(run, teacher_spec, tracker_address, workdir, device, results) -> None:
     tracker = reconnect(tracker_address)
     device = torch.device(device)
-    stop = _StopFlag()
+    stop = StopFlag()
     stop.install()
     teacher = None
     try:
@@ -211,6 +222,20 @@ def _execute_isolated(run: RunSpec, *, tracker, workdir: Path, device, stop) -> 
     return Outcome(FAILED, None, {}, f"worker process died (exit code {child.exitcode})")
 
 
+def settled(planned: list[Cell], retry_failed: bool) -> MatrixSummary:
+    """The summary of the cells the plan leaves alone: finished ones, and failed or blocked ones
+    unless retried (they count, so every way of running a matrix exits 1 on them)."""
+    summary = MatrixSummary()
+    for cell in planned:
+        if cell.state == DONE:
+            summary.skipped.append(cell.run.name)
+        elif cell.state == BLOCKED and not retry_failed:
+            summary.blocked.append((cell.run.name, "teacher failed (rerun with --retry-failed)"))
+        elif cell.state == FAILED_STATE and not retry_failed:
+            summary.failed.append((cell.run.name, cell.reason + " (rerun with --retry-failed)"))
+    return summary
+
+
 def run_matrix(
     matrix: Matrix,
     *,
@@ -227,20 +252,13 @@ def run_matrix(
     """Train the matrix's cells one after the other in this process (under DDP, this being
     rank 0 of the group that trains each run)."""
     group = group or single()
-    summary = MatrixSummary()
     claims = claims or FileClaims(workdir)
     for folder in WRITTEN_FOLDERS:  # temp files of writers that died (the live ones are kept)
         remove_orphan_temps(Path(workdir) / folder)
     matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, cells)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
-    for cell in cells:
-        if cell.state == DONE:
-            summary.skipped.append(cell.run.name)
-        elif cell.state == BLOCKED and not retry_failed:
-            summary.blocked.append((cell.run.name, "teacher failed (rerun with --retry-failed)"))
-        elif cell.state == FAILED_STATE and not retry_failed:
-            summary.failed.append((cell.run.name, cell.reason + " (rerun with --retry-failed)"))
+    summary = settled(cells, retry_failed)
     todo = [c for c in cells if c.state in runnable]
     if not todo:
         log(
@@ -251,7 +269,7 @@ def run_matrix(
         return summary
 
     fetch_published_teachers(matrix, workdir, [c.run for c in todo])  # before any run starts
-    stop = _StopFlag()
+    stop = StopFlag()
     restore = stop.install()
     try:
         teachers = {}

@@ -26,7 +26,7 @@ from submitit.helpers import Checkpointable
 from bench.engine import distributed, ranks
 from bench.engine.binding import bind_data
 from bench.engine.published_teachers import fetch_published_teachers
-from bench.engine.runner import DONE, _StopFlag, plan, run_worker
+from bench.engine.runner import DONE, StopFlag, plan, run_worker
 from bench.errors import SpecError
 from bench.spec import Matrix
 from bench.store.claims import check_claims, open_claims
@@ -91,7 +91,7 @@ class MatrixWorker(Checkpointable):
         return {} if result is None else result
 
     def _work(self, task: int, device: torch.device, group) -> dict[str, int]:
-        stop = _StopFlag()
+        stop = StopFlag()
         stop.install()  # SIGTERM (a cancelled or killed job): stop at a step boundary, resumable
         summary = run_worker(
             self.matrix,

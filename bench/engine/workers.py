@@ -9,6 +9,7 @@ replacement, or any other worker, takes its cell over and resumes it from the la
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -24,7 +25,17 @@ from tqdm import tqdm
 
 from bench.engine.binding import bind_data
 from bench.engine.published_teachers import fetch_published_teachers
-from bench.engine.runner import DONE, WRITTEN_FOLDERS, MatrixSummary, _StopFlag, plan, run_worker
+from bench.engine.runner import (
+    BLOCKED,
+    DONE,
+    FAILED_STATE,
+    WRITTEN_FOLDERS,
+    MatrixSummary,
+    StopFlag,
+    plan,
+    run_worker,
+    settled,
+)
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
 from bench.spec import Matrix
@@ -73,18 +84,23 @@ def worker_slots(
     return [WorkerSlot(i, device, None, threads) for i in range(workers)]
 
 
-def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, stop_event):
+def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, stop_event, parent):
     if slot.visible_gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
     if slot.threads is not None:
         torch.set_num_threads(slot.threads)
-    stop = _StopFlag(stop_event)
+    stop = StopFlag(stop_event, parent=parent)
     stop.install()
     tracker = reconnect(address)
     claims = open_claims(Path(workdir), claims_uri)
 
     def send(event: dict) -> None:
-        sender.send(event | {"worker": slot.index, "pid": os.getpid()})
+        if stop.orphaned:
+            return  # no one reads the pipe: the run stops at its next step boundary
+        try:
+            sender.send(event | {"worker": slot.index, "pid": os.getpid()})
+        except OSError:  # the parent is gone (a broken pipe before getppid() shows it)
+            stop.requested = True
 
     summary = run_worker(
         matrix,
@@ -98,7 +114,8 @@ def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, st
         **options,
     )
     send({"event": "summary", "summary": summary})
-    sender.close()
+    with contextlib.suppress(OSError):
+        sender.close()
 
 
 class _Progress:
@@ -150,11 +167,14 @@ def run_workers(
         remove_orphan_temps(workdir / folder)
     matrix = bind_data(matrix, workdir)
     planned = plan(matrix, tracker, workdir, cells)
+    summary = settled(planned, retry_failed)  # the workers report only what they ran
     left = [c for c in planned if c.state != DONE]
+    if not retry_failed:
+        left = [c for c in left if c.state not in (FAILED_STATE, BLOCKED)]
     fetch_published_teachers(matrix, workdir, [c.run for c in left])
     log(
         f"matrix {matrix.name}: {len(left)} of {len(planned)} cells to do, {len(slots)} workers on "
-        f"{socket.gethostname()}"
+        f"{socket.gethostname()}" + _left_alone(summary)
     )
     context = multiprocessing.get_context("spawn")
     stop_event = context.Event()
@@ -166,7 +186,7 @@ def run_workers(
         process = context.Process(
             target=_worker_main,
             args=(slot, matrix, tracker.address(), str(workdir), claims_uri, options, sender,
-                  stop_event),
+                  stop_event, os.getpid()),
             name=f"kdbench-worker-{slot.index}",
         )  # fmt: skip
         process.start()
@@ -178,7 +198,6 @@ def run_workers(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     progress = _Progress(len(left), matrix.name)
-    summary = MatrixSummary()
     workers = {slot.index: (slot, *start(slot)) for slot in slots}
     replacements = dict.fromkeys(workers, 0)
     done: set[int] = set()  # workers that sent their summary or gave up
@@ -234,6 +253,15 @@ def _lost(index, workers, replacements, done, stop_event, start, progress, summa
         "its cell from the last checkpoint"
     )
     workers[index] = (slot, *start(slot))
+
+
+def _left_alone(summary: MatrixSummary) -> str:
+    if not summary.failed and not summary.blocked:
+        return ""
+    return (
+        f" ({len(summary.failed)} failed and {len(summary.blocked)} blocked left alone: "
+        "--retry-failed reruns them)"
+    )
 
 
 def _merge(total: MatrixSummary, part: MatrixSummary) -> None:

@@ -1,0 +1,91 @@
+"""A `--workers` parent that dies (SIGKILL) or loses its stdout (`| head -5`) never turns work
+into FAILED: orphaned workers stop at a step boundary and leave their runs KILLED and resumable
+with their checkpoints, and the same command then finishes every cell once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.store.trackers import FAILED, KILLED, RUNNING, MlflowTracker
+from tests.runner_helpers import assert_each_cell_finished_once, write_tiny
+
+pytestmark = pytest.mark.slow
+
+SEEDS, EPOCHS = 2, 3
+
+
+def _start(tmp_path):
+    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=SEEDS)
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
+               "--workdir", str(work)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # fmt: skip
+    return proc, command, env, work
+
+
+def _wait_for_two_students_mid_training(proc, work) -> None:
+    deadline = time.monotonic() + 300
+    while True:  # two students past their first committed epoch, each with epochs left
+        busy = []
+        if (work / "mlflow.db").is_file():
+            busy = [r for r in MlflowTracker(work).search()
+                    if r.status == RUNNING and r.tags.get("role") == "student"
+                    and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
+        if len(busy) >= 2:
+            return
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+
+
+def _wait_until_the_group_is_gone(group: int, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "orphaned workers still running"
+        time.sleep(0.2)
+
+
+def test_sigkill_of_the_workers_parent_leaves_every_run_resumable(tmp_path):
+    proc, command, env, work = _start(tmp_path)
+    _wait_for_two_students_mid_training(proc, work)
+    proc.kill()  # SIGKILL: no handler runs, the workers are orphaned
+    proc.wait()
+    _wait_until_the_group_is_gone(proc.pid)
+    runs = MlflowTracker(work).search()
+    assert not [r for r in runs if r.status in (RUNNING, FAILED)], [
+        (r.tags["mlflow.runName"], r.status, r.tags.get("failure_reason")) for r in runs
+    ]
+    killed = [r for r in runs if r.status == KILLED]
+    assert len(killed) >= 2 and all(r.tags["resumable"] == "true" for r in killed)
+    assert all((work / "checkpoints" / f"{r.tags['run_key']}.pt").is_file() for r in killed)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_each_cell_finished_once(MlflowTracker(work), cells=2 * SEEDS, epochs=EPOCHS)
+
+
+def test_a_closed_stdout_neither_kills_the_parent_nor_fails_a_run(tmp_path):
+    """`bench run --workers 2 | head -5`: the parent keeps supervising with its stdout gone."""
+    proc, command, env, work = _start(tmp_path)
+    for _ in range(2):
+        proc.stdout.readline()
+    _wait_for_two_students_mid_training(proc, work)
+    proc.stdout.close()  # as `head` exits: every later write to stdout is a broken pipe
+    err = proc.stderr.read()
+    proc.wait(timeout=600)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert_each_cell_finished_once(MlflowTracker(work), cells=2 * SEEDS, epochs=EPOCHS)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "0 of 4 cells to do" in again.stdout, again.stdout
