@@ -83,13 +83,13 @@ def remove_orphan_temps(folder: Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).rglob(".*.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[-1]
-        if tmp.is_file() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_file() and pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -124,3 +124,13 @@ def storage_problem(exc: BaseException) -> str | None:
         f"{what}{where}{free}; free space or fix the permissions, then rerun the same command "
         "to resume"
     )
+
+
+def within(folder: Path, *parts: str) -> Path:
+    """`folder / parts`, refused (ValueError) unless it stays inside `folder`: names from a
+    matrix file (its name, labels, models) must never write elsewhere."""
+    root = Path(folder).resolve()
+    path = root.joinpath(*parts).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"{'/'.join(parts)!r} leads outside {folder}")
+    return path

@@ -58,10 +58,11 @@ def _describe(error: dict, where: str, valid: list[str]) -> str:
     value = error.get("input")
     kind = error["type"]
     section = where.rstrip(".: ")
+    prefix = f"{section}: " if section else ""  # top-level fields need no section name
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-        return f"{section}: unknown field {path!r}; valid: {', '.join(valid) or 'none'}"
+        return f"{prefix}unknown field {path!r}; valid: {', '.join(valid) or 'none'}"
     if kind == "missing":
-        return f"{section}: missing field {path!r}"
+        return f"{prefix}missing field {path!r}"
     if kind == "literal_error":
         choices = error["ctx"]["expected"].replace(" or ", ", ")
         return f"{where}{path}={value!r} must be one of {choices}"

@@ -38,6 +38,18 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
+_CLUSTERS: dict[str, tuple[Path, list[str]]] = {}  # uri -> (data folder, its start command)
+
+
+def kill_postgres(uri: str, down_s: float) -> None:
+    """Stop the cluster at once (every session dropped, as a crash), wait, start it again."""
+    data, start = _CLUSTERS[uri]
+    subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate",
+                                 "stop"]), check=True, capture_output=True)  # fmt: skip
+    time.sleep(down_s)
+    subprocess.run(start, check=True, capture_output=True)
+
+
 @contextlib.contextmanager
 def postgres() -> Iterator[str]:
     """A fresh cluster with database `kdbench` in a temp dir of its own (the `postgres` user
@@ -49,25 +61,29 @@ def postgres() -> Iterator[str]:
     subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U",
                                  "kdbench"]), check=True, capture_output=True)  # fmt: skip
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-o", options, "-l",
-                                 str(folder / "log"), "-w", "start"]), check=True,
-                   capture_output=True)  # fmt: skip
+    start = _as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-o", options, "-l",
+                          str(folder / "log"), "-w", "start"])  # fmt: skip
+    subprocess.run(start, check=True, capture_output=True)
+    uri = f"postgresql+psycopg2://kdbench@127.0.0.1:{port}/kdbench"
+    _CLUSTERS[uri] = (data, start)
     try:
         subprocess.run(_as_postgres([_pg_tool("createdb"), "-h", "127.0.0.1", "-p", str(port),
                                      "-U", "kdbench", "kdbench"]), check=True,
                        capture_output=True)  # fmt: skip
-        yield f"postgresql+psycopg2://kdbench@127.0.0.1:{port}/kdbench"
+        yield uri
     finally:
+        _CLUSTERS.pop(uri, None)
         subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
                        capture_output=True)  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
+def mlflow_server(backend_uri: str, artifacts: Path, log: Path,
+                  port: int | None = None) -> Iterator[str]:  # fmt: skip
     """`mlflow server` on the given backend store, proxying artifacts; yields its URL."""
-    port = free_port()
-    with open(log, "w") as out:
+    port = port or free_port()
+    with open(log, "a") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
              "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port",

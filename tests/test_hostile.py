@@ -4,6 +4,7 @@ no file written by a pickle's payload."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -40,6 +41,12 @@ def assert_unharmed(workdir: Path, tracking: str = "mlflow") -> None:
         records = JsonLinesTracker(workdir).search()
     assert not [r for r in records if r.status == RUNNING]
     assert not list(workdir.rglob(".*.tmp-*")), list(workdir.rglob(".*.tmp-*"))
+
+
+def assert_nothing_written(folder: Path) -> None:
+    """Only the matrix file in `folder`, and the work directory if at all, empty."""
+    written = [p for p in folder.rglob("*") if p.name != "tiny.yaml" and p != folder / "work"]
+    assert written == [], written
 
 
 def one_error_line(err: list[str], *needles: str) -> str:
@@ -88,17 +95,122 @@ SPEC_CASES = {
         "teacher.checkpoints.resnet21",
     ),
     "bad --set YAML": (["--set", "recipe.milestones=[2"], "--set 'recipe.milestones=[2'"),
-}
+    "matrix name as a path": (["--set", "name=../../escape"],
+                              "name: '../../escape' is not a safe file name"),
+    "label as a path": (["--set", "methods=[{name: kd, label: a/b}]"],
+                        "methods[0].label: 'a/b' is not a safe file name"),
+    "absolute matrix name": (["--set", "name=/tmp/x"], "name: '/tmp/x' is not a safe file name"),
+    "unknown top-level field": (["--set", "nonsense.key=3"], "error: unknown field 'nonsense'; "
+                                "valid: name, pairs"),
+    "--workers 0": (["--workers", "0"], "--workers 0: expected 1 or more"),
+    "--workers under slurm": (["--executor", "slurm", "--workers", "2"],
+                              "--workers 2 with --executor slurm: each array task is one worker"),
+    "--gpus here": (["--gpus", "99", "--dry-run"], "--gpus 99: this machine has"),
+    "--slurm-gpus-per-task abc": (["--slurm-gpus-per-task", "abc"],
+                                  "argument --slurm-gpus-per-task: invalid int value: 'abc'"),
+    "--only nothing": (["--only", "zzz*"], "--only 'zzz*': no cell of matrix tiny matches"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", SPEC_CASES)
-def test_spec_errors_are_one_line_exit_2_and_touch_nothing(tmp_path, capsys, case):
+def test_spec_errors_are_one_line_exit_2_and_touch_nothing(tmp_path, capsys, case, monkeypatch):
     extra, needle = SPEC_CASES[case]
     matrix = write_tiny(tmp_path)
+    monkeypatch.chdir(tmp_path)  # where reports/ would go
     code, _, err = run_main(["run", "--matrix", str(matrix), *extra], tmp_path / "work", capsys)
     assert code == 2
     one_error_line(err, needle)
-    assert list((tmp_path / "work").iterdir()) == []
+    assert_nothing_written(tmp_path)
+
+
+COMMAND_CASES = {
+    "perf of an unknown pair": (["perf", "--pair", "nope:nope", "--steps", "1"],
+                                "unknown model 'nope'"),
+    "perf of a matrix named as a path": (["perf", "--matrix", "ESCAPE", "--steps", "1"],
+                                         "name: '../x' is not a safe file name"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", COMMAND_CASES)
+def test_command_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, case,
+                                                              monkeypatch):  # fmt: skip
+    args, needle = COMMAND_CASES[case]
+    matrix = write_tiny(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = [str(matrix) if a == "ESCAPE" else a for a in args]
+    escape = tmp_path / "tiny.yaml"
+    escape.write_text(matrix.read_text().replace("name: tiny", "name: ../x"))
+    code, _, err = run_main(args, tmp_path / "work", capsys)
+    assert code == 2
+    one_error_line(err, needle)
+    assert_nothing_written(tmp_path)
+
+
+def test_a_report_of_a_matrix_named_as_a_path_writes_nothing_outside(finished, tmp_path, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    matrix, workdir = copy_of(finished, tmp_path)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    before = sorted(tmp_path.rglob("*"))
+    for name in ("../../escape", "/tmp/escape", "a/b"):
+        code, _, err = run_main(["report", "--matrix", str(matrix), "--set", f"name={name}"],
+                                workdir, capsys)  # fmt: skip
+        assert code == 2
+        one_error_line(err, f"name: {name!r} is not a safe file name")
+    escape = tmp_path / "escape.yaml"
+    escape.write_text(matrix.read_text().replace("name: tiny", "name: ../../x"))
+    before.append(escape)
+    code, _, err = run_main(["leaderboard", "--matrix", str(escape)], workdir, capsys)
+    assert code == 2
+    one_error_line(err, "name: '../../x' is not a safe file name")
+    assert sorted(tmp_path.rglob("*")) == sorted(before) and not Path("/tmp/escape").exists()
+
+
+def test_list_that_matches_nothing_says_so(capsys):
+    assert main(["list", "models", "zzz"]) == 2
+    one_error_line(capsys.readouterr().err.splitlines(), "no model matches 'zzz' (case-sensitive)")
+
+
+def test_an_output_path_never_leaves_its_folder(tmp_path):
+    from bench.files import within
+
+    assert within(tmp_path, "a", "b.md") == (tmp_path / "a" / "b.md").resolve()
+    for parts in (("..", "x"), ("/etc/passwd",), ("a/../../x",), ("reports/../../x",)):
+        with pytest.raises(ValueError, match="leads outside"):
+            within(tmp_path, *parts)
+
+
+def test_slurm_dry_run_says_what_it_leaves_to_slurm_and_what_nodes_must_share(tmp_path, capsys):
+    matrix = write_tiny(tmp_path)
+    code, out, err = run_main(["run", "--matrix", str(matrix), "--executor", "slurm",
+                               "--slurm-gpus-per-task", "0", "--dry-run"], tmp_path / "w",
+                              capsys)  # fmt: skip
+    assert code == 0
+    assert "gpus-per-node" not in out and "CPU-only tasks (--slurm-gpus-per-task 0)" in out
+    assert "SLURM's default partition (no --slurm-partition given)" in out
+    assert "claims keep each cell to one task only if the nodes share them" in out
+    (warning,) = err
+    assert warning.startswith("warning: the store is sqlite:///") and "postgresql://" in warning
+
+
+def test_dry_run_and_print_spec_say_how_the_cells_would_execute(tmp_path, capsys):
+    matrix = write_tiny(tmp_path)
+    code, out, _ = run_main(["run", "--matrix", str(matrix), "--dry-run", "--workers", "2"],
+                            tmp_path / "w", capsys)  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[0] == (
+        "execution: 2 worker process(es); device cpu, precision fp32, memory channels_last, "
+        f"teacher cache none, data synthetic via memory; store sqlite:///{tmp_path}/w/mlflow.db; "
+        f"claims file locks in {tmp_path}/w/locks"
+    )
+    code, out, _ = run_main(["run", "--matrix", str(matrix), "--print-spec", "*kd*"],
+                            tmp_path / "w", capsys)  # fmt: skip
+    spec = json.loads(out)
+    assert spec["execution"] | {"store": None} == {
+        "device": "cpu", "precision": "fp32", "memory_format": "channels_last",
+        "teacher_cache": "none", "world_size": 1, "store": None,
+        "claims": f"file locks in {tmp_path}/w/locks",
+    }  # fmt: skip
 
 
 def test_non_utf8_matrix_names_the_file_and_the_byte(tmp_path, capsys):
@@ -300,6 +412,16 @@ def test_image_folder_with_other_val_classes_names_the_class(tmp_path):
         load_folder(root, None, None)
 
 
+def test_image_folder_with_one_class_is_one_line_before_any_data_is_prepared(tmp_path, capsys):
+    root = _folder(tmp_path / "f", ["cat"], ["cat"])
+    matrix = write_tiny(tmp_path)
+    data = f"data={{dataset: imagefolder, root: '{root}', resolution: 32}}"
+    code, _, err = run_main(["run", "--matrix", str(matrix), "--set", data], tmp_path / "w", capsys)
+    assert code == 1  # a data error, as a missing file
+    one_error_line(err, f"image folder {root}: train/ holds 1 class folder (cat); expected 2")
+    assert not (tmp_path / "w" / "data").exists() or not any((tmp_path / "w" / "data").rglob("*.*"))
+
+
 def test_zero_byte_image_is_found_when_the_folder_is_hashed(tmp_path):
     from bench.data.datasets.imagefolder import folder_hash
 
@@ -320,6 +442,27 @@ def test_report_of_only_failed_runs_is_written_with_the_reasons(tmp_path, capsys
     assert code == 0, err
     text = (out / "README.md").read_text()
     assert "non-finite loss" in text and "failed" in text
+
+
+def test_a_checkpoint_left_behind_by_a_finished_cell_is_removed(finished, tmp_path, capsys):
+    matrix, workdir = copy_of(finished, tmp_path)
+    record = next(r for r in MlflowTracker(workdir).search() if r.tags["role"] == "student")
+    stale = workdir / "checkpoints" / f"{record.tags['run_key']}.pt"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"left behind by a worker that died after finishing")
+    code, out, _ = run_main(["run", "--matrix", str(matrix)], workdir, capsys)
+    assert code == 0 and "nothing to train" in out
+    assert not stale.exists()
+
+
+def test_report_hint_names_the_runs_made_with_other_settings(finished, tmp_path, capsys):
+    matrix, workdir = copy_of(finished, tmp_path)
+    code, _, err = run_main(["report", "--matrix", str(matrix), "--set", "recipe.epochs=1",
+                             "--set", "recipe.milestones=[1]"], workdir, capsys)  # fmt: skip
+    assert code == 2
+    one_error_line(err, "no finished runs of matrix 'tiny' as specified in ", "it holds 2 "
+                   "finished runs made with recipe.epochs=3 (not 1), recipe.milestones=(2,) (not "
+                   "(1,)): report them with --set recipe.epochs=3 --set recipe.milestones=[2]")
 
 
 def test_report_hint_names_the_matrix_file_given(tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 cli → perf → engine → data, store, references → spec → methods, model_zoo; report → store,
 references, spec (never the engine: a report needs no training code). `bench/errors.py`,
-`bench/files.py` and `bench/workdir.py` are the base every bench layer may use. Inside
-bench/data the order is transforms → datasets → backends → loaders.
+`bench/files.py`, `bench/locks.py`, `bench/output.py`, `bench/secrets.py` and `bench/workdir.py`
+are the base every bench layer may use. Inside bench/data the order is transforms → datasets →
+backends → loaders.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("bench", "methods", "model_zoo")
-BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.workdir"}
+BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.output",
+                "bench.secrets", "bench.workdir"}
 
 ALLOWED = {
     "cli": {"perf", "engine", "report", "data", "store", "references", "spec", "base", "methods",

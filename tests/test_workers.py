@@ -136,3 +136,42 @@ def test_workers_on_a_store_with_failed_cells_exit_1_and_name_them(tmp_path):
     for seed in (0, 1):
         assert f"  FAILED resnet8->resnet8 kd seed{seed}: " in again.stdout
     assert "(rerun with --retry-failed)" in again.stdout
+
+
+def test_a_second_workers_parent_takes_the_cores_the_first_leaves(tmp_path):
+    """Two `--workers 1` parents on one machine: the first takes every core, the second (which
+    starts while the first trains) one thread, not every core again."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.store.trackers import RUNNING
+
+    cores = os.cpu_count() or 1
+    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"} | {"TMPDIR": str(tmp_path)}
+
+    def parent(name: str) -> subprocess.Popen:
+        (tmp_path / name).mkdir()
+        matrix = write_tiny(tmp_path / name, methods="[ce]", seeds=1)
+        matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 200"))
+        return subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(matrix),
+                                 "--workers", "1", "--workdir", str(tmp_path / name / "work")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)  # fmt: skip
+
+    first = parent("a")
+    deadline = time.monotonic() + 300
+    store = tmp_path / "a" / "work"
+    while not ((store / "mlflow.db").is_file()
+               and any(r.status == RUNNING for r in MlflowTracker(store).search())):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+        time.sleep(0.2)  # fmt: skip
+    second = parent("b")
+    out_b = second.communicate(timeout=600)[0]
+    out_a = first.communicate(timeout=600)[0]
+    assert (first.returncode, second.returncode) == (0, 0), out_a + out_b
+    threads = {name: {r.tags["torch_threads"]
+                      for r in MlflowTracker(tmp_path / name / "work").search()}
+               for name in ("a", "b")}  # fmt: skip
+    assert threads == {"a": {str(cores)}, "b": {str(max(1, cores - cores))}}, threads
+    assert f"other kdbench parents hold {cores} threads of this machine's {cores} cores" in out_b

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from bench.errors import BenchError, SpecError
 from bench.files import storage_problem
+from bench.output import guard_output
+from bench.secrets import scrub
 
 EPILOG = """examples:
   python -m bench run --matrix smoke              train the smoke matrix (CPU, minutes)
@@ -41,8 +42,15 @@ def _matrix_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad option is one line naming it (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="python -m bench",
         description="kdbench: train and compare logit knowledge-distillation methods.",
         epilog=EPILOG,
@@ -240,40 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
-class _OutputThatOutlivesItsReader:
-    """stdout for a command whose reader may leave (`bench run ... | head -5`): once the pipe
-    is broken, output goes to /dev/null and the work goes on (training is not the pipe's)."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._to_devnull()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._to_devnull()
-
-    def _to_devnull(self) -> None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self._stream.fileno())
-        os.close(devnull)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
-
-
 def main(argv: list[str] | None = None) -> int:
-    if not isinstance(sys.stdout, _OutputThatOutlivesItsReader):
-        sys.stdout = _OutputThatOutlivesItsReader(sys.stdout)
+    guard_output()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (one line): the exit code, not an exit
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -285,11 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return 2
     except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except ValueError as exc:  # a model or a method refusing a value (ModelError, MethodError)
+        if type(exc).__module__.split(".")[0] not in ("methods", "model_zoo"):
+            raise
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+        return 2
     except OSError as exc:
         problem = storage_problem(exc)
         if problem is None:

@@ -7,16 +7,21 @@ error answer without importing the training engine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import torch
 
 from bench.errors import SpecError
+from bench.files import within
 from bench.spec import Matrix, RunSpec, load_matrix, parse_data, select, shipped_matrices
+from bench.store.claims import describe_claims
+from bench.store.trackers import describe_store
 from bench.workdir import resolve_workdir
 
 REPORTS = Path("reports")
@@ -64,20 +69,23 @@ def _with_present_data(matrix: Matrix, workdir: Path) -> tuple[Matrix, str]:
     return matrix, ""
 
 
-def _print_spec(runs: list[RunSpec], unkeyed_reason: str) -> None:
+def _print_spec(runs: list[RunSpec], unkeyed_reason: str, where: dict) -> None:
     for run in runs:
         keys = (
             {"cell_key": run.cell_key, "run_key": run.run_key}
             if run.keyed
             else {"cell_key": None, "run_key": None, "keys": f"not yet: {unkeyed_reason}"}
         )
-        print(json.dumps({"name": run.name, **keys, "cell": run.cell()}, indent=2, sort_keys=True))
+        described = {"name": run.name, **keys, "cell": run.cell(),
+                     "execution": dataclasses.asdict(run.execution) | where}  # fmt: skip
+        print(json.dumps(described, indent=2, sort_keys=True))
 
 
 def _dry_run(matrix: Matrix, args: argparse.Namespace, workdir: Path, cells) -> None:
     from bench.engine import runner
     from bench.store.trackers import open_tracker
 
+    print(_execution_line(matrix, args, workdir))
     matrix, unkeyed_reason = _with_present_data(matrix, workdir)
     if unkeyed_reason:
         runs = [run for run in matrix.runs if runner.chosen(run, cells)]
@@ -109,6 +117,10 @@ def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, cells
     slurm.check_options(options)
     if options.world_size > 1:
         _check_ddp_matrix(matrix, None)
+    shared = slurm.unshared_stores(describe_store(args.tracking, workdir),
+                                   describe_claims(workdir, args.claims))  # fmt: skip
+    if shared:
+        print(f"warning: {shared}", file=sys.stderr)
     if args.dry_run:
         keyed, unkeyed_reason = _with_present_data(matrix.on_ranks(options.world_size), workdir)
         if unkeyed_reason:
@@ -116,7 +128,7 @@ def _submit_slurm(matrix: Matrix, args: argparse.Namespace, workdir: Path, cells
         else:
             planned = runner.plan(keyed, open_tracker(args.tracking, workdir), workdir, cells)
             left = sum(c.state != runner.DONE for c in planned)
-        print(slurm.dry_run_text(matrix.name, left, options, workdir))
+        print(slurm.dry_run_text(matrix.name, left, options, workdir, shared))
         return 0
     tracker = open_tracker(args.tracking, workdir)
     jobs, left = slurm.submit(matrix, tracker=tracker, workdir=workdir, options=options,
@@ -150,6 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     workdir = resolve_workdir(args.workdir)
+    _check_execution_options(args)
     matrix = _matrix(args, device)
     cells = runner.parse_cell_filter(args.shard, args.only)
     if args.only is not None and not select(matrix.runs, args.only) and not _key_like(args.only):
@@ -169,7 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"--print-spec '{args.print_spec}': no cell matches; "
                 "use --dry-run to list cell names"
             )
-        _print_spec(chosen, unkeyed_reason)
+        _print_spec(chosen, unkeyed_reason, {"store": describe_store(args.tracking, workdir),
+                                             "claims": describe_claims(workdir, args.claims)})
         return 0
     if args.executor == "slurm":
         return _submit_slurm(matrix, args, workdir, cells)
@@ -183,6 +197,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_ddp(group, matrix, args, distributed.device_for(group, device), workdir,
                         cells)  # fmt: skip
     return _run_local(matrix, args, device, workdir, cells)
+
+
+def _check_execution_options(args: argparse.Namespace) -> None:
+    """Options that cannot work together, or on this machine: one line before anything else."""
+    from bench.engine import workers
+
+    if args.executor == "slurm":
+        for flag, given in (("--workers", args.workers), ("--gpus", args.gpus),
+                            ("--isolate", args.isolate)):  # fmt: skip
+            if given is not None and given is not False:
+                raise SpecError(
+                    f"{flag} {'' if given is True else given} with --executor slurm: each array "
+                    "task is one worker on the GPUs SLURM gives it; set --array-parallelism "
+                    "(tasks at once) and --slurm-gpus-per-task instead".replace("  ", " ")
+                )
+    if args.workers is not None and args.workers < 1:
+        raise SpecError(f"--workers {args.workers}: expected 1 or more")
+    gpus = workers.parse_gpus(args.gpus)
+    present = torch.cuda.device_count()
+    missing = [g for g in gpus if int(g) >= present]
+    if missing:
+        raise SpecError(
+            f"--gpus {args.gpus}: this machine has {present} CUDA device(s) (indices "
+            f"0..{present - 1}); GPU {', '.join(missing)} does not exist"
+            if present
+            else f"--gpus {args.gpus}: this machine has no CUDA device"
+        )
+
+
+def _execution_line(matrix: Matrix, args: argparse.Namespace, workdir: Path) -> str:
+    """How the cells would execute: device, precision, data backend, store and claims."""
+    execution = matrix.runs[0].execution
+    if args.executor == "slurm":
+        how = "a SLURM job array, one worker per task"
+    elif args.gpus:
+        how = f"{len(args.gpus.split(','))} GPU(s) x {args.workers_per_gpu} worker(s)"
+    elif args.workers:
+        how = f"{args.workers} worker process(es)"
+    else:
+        how = "this process"
+    return (
+        f"execution: {how}; device {execution.device}, precision {execution.precision}, "
+        f"memory {execution.memory_format}, teacher cache {execution.teacher_cache}, data "
+        f"{matrix.data.dataset} via {matrix.data.backend}; store "
+        f"{describe_store(args.tracking, workdir)}; claims {describe_claims(workdir, args.claims)}"
+    )
 
 
 def _check_ddp_options(args: argparse.Namespace) -> None:
@@ -284,6 +344,9 @@ def _print_summary(summary) -> int:
     )
     for name, reason in summary.failed + summary.blocked:
         print(f"  FAILED {name}: {reason}")
+    if summary.unreachable:
+        print(f"  {len(summary.unreachable)} worker(s) stopped: the tracking server did not "
+              "answer; every run is resumable: rerun the same command when it is back")
     if summary.interrupted:
         return 130
     return summary.exit_code
@@ -326,7 +389,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         teacher_cache=args.teacher_cache,
         ranks=args.ranks,
     )
-    out = Path(args.out) if args.out else REPORTS / matrix.name
+    out = Path(args.out) if args.out else within(REPORTS, matrix.name)
     fmt = getattr(args, "format", "md")
     from bench.report.costs import load_costs
 
@@ -381,12 +444,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     if args.what == "matrices":
-        for name in shipped_matrices():
+        for name in _matching(args, shipped_matrices()):
             print(name)
     elif args.what == "methods":
         import methods
 
-        for name in fnmatch.filter(methods.available(), args.pattern):
+        for name in _matching(args, methods.available()):
             params = methods.all_params(name)
             needs = methods.needs(name)
             title, note = methods.describe(name)
@@ -399,7 +462,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         import model_zoo
 
         rows = []
-        for name in model_zoo.list_models(args.pattern):
+        for name in _found(args, model_zoo.list_models(args.pattern)):
             classes = 100 if model_zoo.input_resolution(name) == 32 else 1000
             info = model_zoo.describe(name, num_classes=classes)
             rows.append(
@@ -415,6 +478,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         headers = ["model", "input px", "classes", "params (M)", "MFLOPs", "MMACs (papers' FLOPs)"]
         print(tabulate(rows, headers=headers))
     return 0
+
+
+def _matching(args: argparse.Namespace, names: list[str]) -> list[str]:
+    return _found(args, [n for n in names if fnmatch.fnmatchcase(n, args.pattern)])
+
+
+def _found(args: argparse.Namespace, names: list[str]) -> list[str]:
+    if not names:
+        raise SpecError(f"no {args.what[:-1]} matches '{args.pattern}' (case-sensitive); "
+                        f"`python -m bench list {args.what}` lists them all")  # fmt: skip
+    return names
 
 
 def cmd_perf(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from bench.errors import BenchError, RunFailed
 from bench.files import atomic_write_text, quarantine, storage_problem
 from bench.spec import DataSpec, RunSpec
 from bench.store.schema import run_tags
-from bench.store.trackers import FAILED, FINISHED, KILLED, RUNNING
+from bench.store.trackers import FAILED, FINISHED, KILLED, RUNNING, StoreUnavailable
 
 
 @dataclass
@@ -475,6 +475,8 @@ def execute_run(
             channels_last=channels_last,
             group=group,
         )
+    except StoreUnavailable:
+        raise  # nothing to record in a store that does not answer: the checkpoint waits
     except Exception as exc:
         problem = storage_problem(exc)
         if problem is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench.engine import checkpoint
 from bench.engine.binding import bind_data
 from bench.engine.distributed import Group, single
 from bench.engine.execute import Outcome, RefusedResume, checkpoint_path, execute_run
@@ -24,7 +25,7 @@ from bench.errors import SpecError
 from bench.files import remove_orphan_temps
 from bench.spec import Matrix, RunSpec, select, teacher_run
 from bench.store.cell_state import BLOCKED, FAILED_STATE, FINISHED_STATE, cell_state
-from bench.store.claims import Claims, FileClaims
+from bench.store.claims import Claims, ClaimsUnavailable, FileClaims
 from bench.store.trackers import FAILED, FINISHED, KILLED, reconnect
 
 WRITTEN_FOLDERS = ("checkpoints", "teachers", "weights", "specs", "teacher_cache", "ffcv")
@@ -50,10 +51,11 @@ class MatrixSummary:
     blocked: list[tuple[str, str]] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     claimed: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # workers that lost the store for good
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.blocked else 0
+        return 1 if self.failed or self.blocked or self.unreachable else 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,15 @@ def _execute_isolated(run: RunSpec, *, tracker, workdir: Path, device, stop) -> 
     return Outcome(FAILED, None, {}, f"worker process died (exit code {child.exitcode})")
 
 
+def remove_finished_checkpoints(planned: list[Cell], workdir: Path) -> None:
+    """A checkpoint outliving its FINISHED run (its worker died between the two, or the cell
+    was finished on another machine) is of no use: removed."""
+    for cell in planned:
+        path = checkpoint_path(workdir, cell.run)
+        if cell.state == DONE and path.is_file():
+            checkpoint.remove(path)
+
+
 def settled(planned: list[Cell], retry_failed: bool) -> MatrixSummary:
     """The summary of the cells the plan leaves alone: finished ones, and failed or blocked ones
     unless retried (they count, so every way of running a matrix exits 1 on them)."""
@@ -257,6 +268,7 @@ def run_matrix(
         remove_orphan_temps(Path(workdir) / folder)
     matrix = bind_data(matrix, workdir)
     cells = plan(matrix, tracker, workdir, cells)
+    remove_finished_checkpoints(cells, workdir)
     runnable = {TO_RUN, RESUME} | ({FAILED_STATE, BLOCKED} if retry_failed else set())
     summary = settled(cells, retry_failed)
     todo = [c for c in cells if c.state in runnable]
@@ -405,10 +417,17 @@ def run_worker(
                     on_epoch_done=lambda epoch, metrics, name=run.name: on_event(
                         {"event": "epoch", "name": name, "epoch": epoch,
                          "img_per_s": metrics["img_per_s"]}),
-                    stop_requested=lambda: stop.requested, group=group,
+                    stop_requested=lambda held=claim.held: stop.requested or not held(),
+                    group=group,
                 )  # fmt: skip
             except RefusedResume as exc:
                 outcome = Outcome(FAILED, None, {}, str(exc))
+            if outcome.status != FINISHED and not claim.held():  # fenced: see claims' docstring
+                raise ClaimsUnavailable(
+                    f"{run.name}: its claim was lost with the claims database's connection; the "
+                    f"run stopped {outcome.status}"
+                    + (", resumable at its last checkpoint" if outcome.status == KILLED else "")
+                )
         except TeacherInterrupted:
             summary.interrupted.append(run.name)
             break
@@ -435,6 +454,9 @@ class _CellClaim:
     def release(self) -> None:
         self.release_teacher()
         self._cell.release()
+
+    def held(self) -> bool:
+        return self._cell.held()
 
 
 def _claim_next(todo: list[Cell], claims: Claims, teachers: dict):

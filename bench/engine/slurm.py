@@ -61,8 +61,9 @@ class SlurmOptions:
                                       "nodes": self.nodes}  # fmt: skip
         if cluster == "slurm":
             parameters.update(slurm_array_parallelism=self.array_parallelism,
-                              slurm_signal_delay_s=SIGNAL_DELAY_S,
-                              gpus_per_node=self.gpus_per_task)  # fmt: skip
+                              slurm_signal_delay_s=SIGNAL_DELAY_S)  # fmt: skip
+            if self.gpus_per_task:  # 0: CPU-only tasks, no GPU line at all
+                parameters["gpus_per_node"] = self.gpus_per_task
             if self.partition:
                 parameters["slurm_partition"] = self.partition
             if self.cpus_per_task:
@@ -146,7 +147,10 @@ def submit(
     return executor.map_array(worker, list(range(tasks))), left
 
 
-def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Path) -> str:
+def dry_run_text(
+    matrix_name: str, left: int, options: SlurmOptions, workdir: Path, shared: str | None = None
+) -> str:
+    """`shared`: why the store or the claims may not be shared by the nodes (None: they are)."""
     """What `--executor slurm` would submit: the array and its sbatch script."""
     from submitit.slurm.slurm import _make_sbatch_string
 
@@ -156,13 +160,14 @@ def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Pa
     parameters = {
         "job_name": f"kdbench-{matrix_name}",
         "time": options.timeout_min,
-        "gpus_per_node": options.gpus_per_task,
         "array_parallelism": options.array_parallelism,
         "signal_delay_s": SIGNAL_DELAY_S,
         "map_count": tasks,
         "ntasks_per_node": options.ranks_per_node,
         "nodes": options.nodes,
     }
+    if options.gpus_per_task:
+        parameters["gpus_per_node"] = options.gpus_per_task
     if options.partition:
         parameters["partition"] = options.partition
     if options.cpus_per_task:
@@ -176,9 +181,37 @@ def dry_run_text(matrix_name: str, left: int, options: SlurmOptions, workdir: Pa
         if options.world_size > 1
         else ""
     )
+    claims = (
+        "claims keep each cell to one task"
+        if shared is None
+        else "claims keep each cell to one task only if the nodes share them"
+    )
+    resources = [
+        f"partition {options.partition}" if options.partition
+        else "SLURM's default partition (no --slurm-partition given)",
+        f"{options.gpus_per_task} GPU(s) per node" if options.gpus_per_task
+        else "CPU-only tasks (--slurm-gpus-per-task 0)",
+    ]  # fmt: skip
     return (
         f"would submit 1 job array of {tasks} tasks for the {left} cells left of matrix "
-        f"{matrix_name} (each task a worker: claims keep each cell to one task{ddp})\n\n{script}"
+        f"{matrix_name} (each task a worker: {claims}{ddp}); {'; '.join(resources)}\n\n{script}"
+    )
+
+
+def unshared_stores(store: str, claims: str) -> str | None:
+    """Why the nodes of a job array may not share the store or the claims, if they may not."""
+    local = []
+    if store.startswith("sqlite:") or not store.startswith(("http://", "https://", "postgres",
+                                                            "mysql", "databricks")):
+        local.append(f"the store is {store}")
+    if claims.startswith("file locks"):
+        local.append(f"claims are {claims}")
+    if not local:
+        return None
+    return (
+        f"{' and '.join(local)}: every node must mount that folder (and sqlite is unsafe over "
+        "NFS); for a cluster set MLFLOW_TRACKING_URI to an `mlflow server` and --claims to a "
+        "postgresql:// URI"
     )
 
 

@@ -15,8 +15,9 @@ import os
 import pickle
 import signal
 import socket
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from bench.engine.binding import bind_data
+from bench.engine.cores import threads_for
 from bench.engine.published_teachers import fetch_published_teachers
 from bench.engine.runner import (
     BLOCKED,
@@ -33,16 +35,22 @@ from bench.engine.runner import (
     MatrixSummary,
     StopFlag,
     plan,
+    remove_finished_checkpoints,
     run_worker,
     settled,
 )
 from bench.errors import SpecError
 from bench.files import remove_orphan_temps
+from bench.output import guard_output
 from bench.spec import Matrix
 from bench.store.claims import check_claims, open_claims
-from bench.store.trackers import reconnect
+from bench.store.trackers import StoreUnavailable, reconnect
 
 MAX_REPLACEMENTS_PER_WORKER = 3  # a worker that keeps dying is a fault to report, not to loop on
+STORE_LOST_EXIT = 75  # EX_TEMPFAIL: a worker left because the tracking server stopped answering
+# a worker that lost the store is started again after 5, 10, 20, 40, 80 s (3 min in all, past
+# a server restart), then the matrix ends, every run resumable
+STORE_RETRY_FIRST_S, STORE_RETRIES = 5.0, 5
 
 
 @dataclass(frozen=True)
@@ -85,14 +93,13 @@ def worker_slots(
 
 
 def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, stop_event, parent):
+    guard_output()
     if slot.visible_gpu is not None:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible_gpu
     if slot.threads is not None:
         torch.set_num_threads(slot.threads)
     stop = StopFlag(stop_event, parent=parent)
     stop.install()
-    tracker = reconnect(address)
-    claims = open_claims(Path(workdir), claims_uri)
 
     def send(event: dict) -> None:
         if stop.orphaned:
@@ -102,17 +109,23 @@ def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, st
         except OSError:  # the parent is gone (a broken pipe before getppid() shows it)
             stop.requested = True
 
-    summary = run_worker(
-        matrix,
-        tracker=tracker,
-        workdir=Path(workdir),
-        device=torch.device(slot.device),
-        claims=claims,
-        stop=stop,
-        on_event=send,
-        log=lambda line: send({"event": "log", "line": line}),
-        **options,
-    )
+    try:
+        summary = run_worker(
+            matrix,
+            tracker=reconnect(address),
+            workdir=Path(workdir),
+            device=torch.device(slot.device),
+            claims=open_claims(Path(workdir), claims_uri),
+            stop=stop,
+            on_event=send,
+            log=lambda line: send({"event": "log", "line": line}),
+            **options,
+        )
+    except StoreUnavailable as exc:  # its run stays resumable; the parent tries again later
+        send({"event": "store_lost", "line": str(exc)})
+        with contextlib.suppress(OSError):
+            sender.close()
+        os._exit(STORE_LOST_EXIT)
     send({"event": "summary", "summary": summary})
     with contextlib.suppress(OSError):
         sender.close()
@@ -167,6 +180,7 @@ def run_workers(
         remove_orphan_temps(workdir / folder)
     matrix = bind_data(matrix, workdir)
     planned = plan(matrix, tracker, workdir, cells)
+    remove_finished_checkpoints(planned, workdir)
     summary = settled(planned, retry_failed)  # the workers report only what they ran
     left = [c for c in planned if c.state != DONE]
     if not retry_failed:
@@ -176,9 +190,26 @@ def run_workers(
         f"matrix {matrix.name}: {len(left)} of {len(planned)} cells to do, {len(slots)} workers on "
         f"{socket.gethostname()}" + _left_alone(summary)
     )
+    with contextlib.ExitStack() as held:
+        cpu = [s for s in slots if s.device == "cpu" and s.threads is not None]
+        if cpu:
+            threads, others = held.enter_context(threads_for(len(cpu)))
+            if others:
+                log(f"other kdbench parents hold {others} threads of this machine's "
+                    f"{os.cpu_count()} cores: {len(cpu)} workers take {threads} each")  # fmt: skip
+            slots = [replace(s, threads=threads) if s in cpu else s for s in slots]
+        options = {"retry_failed": retry_failed, "cells": cells, "poll_seconds": poll_seconds}
+        return _supervise(matrix, tracker=tracker, workdir=workdir, slots=slots,
+                          claims_uri=claims_uri, options=options, todo=len(left),
+                          summary=summary, log=log)  # fmt: skip
+
+
+def _supervise(matrix: Matrix, *, tracker, workdir: Path, slots: list[WorkerSlot],
+               claims_uri: str | None, options: dict, todo: int, summary: MatrixSummary,
+               log: Callable[[str], None]) -> MatrixSummary:  # fmt: skip
+    """Start the workers, draw their progress, pass signals on, replace the ones that die."""
     context = multiprocessing.get_context("spawn")
     stop_event = context.Event()
-    options = {"retry_failed": retry_failed, "cells": cells, "poll_seconds": poll_seconds}
 
     def start(slot: WorkerSlot):
         # a pipe per worker: a worker killed while writing can only break its own
@@ -197,62 +228,115 @@ def run_workers(
         stop_event.set()  # workers also see the event; a terminal's Ctrl-C reaches them too
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    progress = _Progress(len(left), matrix.name)
-    workers = {slot.index: (slot, *start(slot)) for slot in slots}
-    replacements = dict.fromkeys(workers, 0)
-    done: set[int] = set()  # workers that sent their summary or gave up
-
-    def handle(event: dict) -> None:
-        if event["event"] == "log":
-            log(f"[worker {event['worker']}] {event['line']}")
-        elif event["event"] == "summary":
-            _merge(summary, event["summary"])
-            done.add(event["worker"])
-        else:
-            progress.on(event)
-
+    crew = _Crew(start, stop_event, _Progress(todo, matrix.name), summary, log)
     try:
-        while len(done) < len(workers):
-            live = {receiver: index for index, (_, _, receiver) in workers.items()
-                    if index not in done}  # fmt: skip
-            for receiver in wait(list(live), timeout=0.5):
-                index = live[receiver]
-                try:
-                    handle(receiver.recv())
-                except (EOFError, OSError, pickle.UnpicklingError):
-                    _, process, _ = workers[index]
-                    process.join(timeout=10)
-                    if index not in done:
-                        _lost(index, workers, replacements, done, stop_event, start, progress,
-                              summary, log)  # fmt: skip
+        for slot in slots:
+            crew.start(slot)
+        crew.supervise()
     finally:
-        progress.close()
+        crew.progress.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for _, process, _ in workers.values():
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+        crew.join()
     return summary
 
 
-def _lost(index, workers, replacements, done, stop_event, start, progress, summary, log) -> None:
-    """A worker's pipe closed before its summary: it died. Replace it, unless stopping."""
-    slot, process, receiver = workers[index]
-    receiver.close()
-    code = process.exitcode
-    progress.lost(index)  # its cell is announced again by whoever resumes it
-    if stop_event.is_set() or replacements[index] >= MAX_REPLACEMENTS_PER_WORKER:
-        log(f"worker {index} (pid {process.pid}) exited with code {code}")
-        summary.failed.append((f"worker {index}", f"exited with code {code}"))
-        done.add(index)
-        return
-    replacements[index] += 1
-    log(
-        f"worker {index} (pid {process.pid}) died (exit code {code}); a new worker takes over "
-        "its cell from the last checkpoint"
-    )
-    workers[index] = (slot, *start(slot))
+class _Crew:
+    """The live workers of one parent: their pipes, their replacements when they die, and
+    their restarts, later and later, when the tracking server stops answering."""
+
+    def __init__(self, start, stop_event, progress: _Progress, summary: MatrixSummary, log):
+        self._start, self.stop_event, self.progress = start, stop_event, progress
+        self.summary, self.log = summary, log
+        self.workers: dict[int, tuple] = {}  # index -> (slot, process, receiver)
+        self.replacements: dict[int, int] = {}
+        self.store_tries: dict[int, int] = {}
+        self.waiting: dict[int, tuple[float, WorkerSlot]] = {}  # restart due at monotonic time
+        self.done: set[int] = set()  # workers that sent their summary or gave up
+        self.store_lost: dict[int, str] = {}  # worker -> its last words: a store outage
+
+    def start(self, slot: WorkerSlot) -> None:
+        self.workers[slot.index] = (slot, *self._start(slot))
+        self.replacements.setdefault(slot.index, 0)
+        self.store_tries.setdefault(slot.index, 0)
+
+    def supervise(self) -> None:
+        while len(self.done) < len(self.workers):
+            now = time.monotonic()
+            for index, (due, slot) in list(self.waiting.items()):
+                if self.stop_event.is_set():
+                    del self.waiting[index]
+                    self.done.add(index)
+                elif now >= due:
+                    del self.waiting[index]
+                    self.start(slot)
+            live = {receiver: index for index, (_, _, receiver) in self.workers.items()
+                    if index not in self.done and index not in self.waiting}  # fmt: skip
+            for receiver in wait(list(live), timeout=0.5):
+                index = live[receiver]
+                try:
+                    self._handle(receiver.recv())
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    _, process, _ = self.workers[index]
+                    process.join(timeout=10)
+                    if index not in self.done:
+                        self._lost(index)
+
+    def _handle(self, event: dict) -> None:
+        kind, index = event["event"], event["worker"]
+        if kind == "log":
+            self.log(f"[worker {index}] {event['line']}")
+        elif kind == "store_lost":
+            self.store_lost[index] = event["line"]
+        elif kind == "summary":
+            _merge(self.summary, event["summary"])
+            self.done.add(index)
+        else:
+            if kind == "epoch":  # the store answers again
+                self.store_tries[index] = 0
+            self.progress.on(event)
+
+    def _lost(self, index: int) -> None:
+        """A worker's pipe closed before its summary: it died, or left because the store did
+        not answer. Start another (later and later for the store), unless stopping."""
+        slot, process, receiver = self.workers[index]
+        receiver.close()
+        code = process.exitcode
+        self.progress.lost(index)  # its cell is announced again by whoever resumes it
+        if index in self.store_lost or code == STORE_LOST_EXIT:
+            line = self.store_lost.pop(index, "the tracking server stopped answering")
+            self._retry_store(index, slot, line)
+            return
+        if self.stop_event.is_set() or self.replacements[index] >= MAX_REPLACEMENTS_PER_WORKER:
+            self.log(f"worker {index} (pid {process.pid}) exited with code {code}")
+            self.summary.failed.append((f"worker {index}", f"exited with code {code}"))
+            self.done.add(index)
+            return
+        self.replacements[index] += 1
+        self.log(
+            f"worker {index} (pid {process.pid}) died (exit code {code}); a new worker takes "
+            "over its cell from the last checkpoint"
+        )
+        self.start(slot)
+
+    def _retry_store(self, index: int, slot: WorkerSlot, line: str) -> None:
+        tries = self.store_tries[index]
+        if self.stop_event.is_set() or tries >= STORE_RETRIES:
+            self.log(f"[worker {index}] {line}; gave up after {tries} tries")
+            self.summary.unreachable.append(f"worker {index}")
+            self.done.add(index)
+            return
+        delay = STORE_RETRY_FIRST_S * 2**tries
+        self.store_tries[index] = tries + 1
+        self.log(f"[worker {index}] {line}; trying again in {delay:.0f} s "
+                 f"({tries + 1} of {STORE_RETRIES})")  # fmt: skip
+        self.waiting[index] = (time.monotonic() + delay, slot)
+
+    def join(self) -> None:
+        for _, process, _ in self.workers.values():
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
 
 
 def _left_alone(summary: MatrixSummary) -> str:
@@ -265,5 +349,6 @@ def _left_alone(summary: MatrixSummary) -> str:
 
 
 def _merge(total: MatrixSummary, part: MatrixSummary) -> None:
-    for name in ("trained", "skipped", "failed", "blocked", "interrupted", "claimed"):
+    for name in ("trained", "skipped", "failed", "blocked", "interrupted", "claimed",
+                 "unreachable"):
         getattr(total, name).extend(getattr(part, name))

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+import model_zoo
 from bench.engine.environment import device_name
 from bench.files import atomic_write_text
 
@@ -91,6 +92,8 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
         if ":" not in args.pair:
             raise SpecError(f"--pair '{args.pair}': expected TEACHER:STUDENT (resnet56:resnet20)")
         teacher, student = args.pair.split(":", 1)
+        for arch in (teacher, student):  # an unknown model is one line before data is made
+            model_zoo.input_resolution(arch)
         setup = PerfSetup(
             teacher,
             student,

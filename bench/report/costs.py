@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.files import atomic_write_text
+from bench.files import atomic_write_text, within
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Costs:
 
 
 def costs_path(workdir: Path, matrix: str) -> Path:
-    return Path(workdir) / "perf" / f"matrix-{matrix}.json"
+    return within(Path(workdir) / "perf", f"matrix-{matrix}.json")
 
 
 def save_costs(workdir: Path, costs: Costs) -> Path:

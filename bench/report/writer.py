@@ -123,6 +123,12 @@ def write_report(
                 f"it holds runs made with {held} (report them with --precision/--teacher-cache/"
                 "--ranks)"
             )
+        elsewhere = settings_held(matrix, records)
+        if elsewhere:
+            raise SpecError(
+                f"no finished runs of matrix '{matrix.name}' as specified in "
+                f"{tracker.describe()}; it holds {elsewhere}"
+            )
         raise SpecError(
             f"no finished runs of matrix '{matrix.name}' in {tracker.describe()} (none at all); "
             f"run `python -m bench run --matrix {_matrix_argument(matrix)}` first"
@@ -150,6 +156,41 @@ def write_report(
         tables = [b for b in blocks if isinstance(b, Table)]
         atomic_write_text(out_dir / "tables.tex", "\n".join(to_latex(t) for t in tables))
     return readme
+
+
+SETTINGS = ("recipe.", "data.")  # what `--set` changes in a matrix's runs
+NOT_SETTINGS = {"data.root"}  # where the data sits differs between machines, not the runs
+
+
+def settings_held(matrix: Matrix, records: list[RunRecord]) -> str:
+    """The finished student runs of this matrix the store holds under other `--set` values, as
+    the `--set` options that report them ('' if none)."""
+    ours = {k: str(v) for k, v in matrix.runs[0].flat_params().items()
+            if k.startswith(SETTINGS) and k not in NOT_SETTINGS}  # fmt: skip
+    found: Counter = Counter()
+    for record in records:
+        tags = record.tags
+        if (record.status != "FINISHED" or tags.get("matrix") != matrix.name
+                or tags.get("role") != "student"):  # fmt: skip
+            continue
+        differ = tuple(sorted((k, record.params[k]) for k in ours
+                              if k in record.params and record.params[k] != ours[k]))  # fmt: skip
+        if differ:
+            found[differ] += 1
+    return "; ".join(
+        f"{n} finished run{'s' if n > 1 else ''} made with "
+        + ", ".join(f"{k}={v} (not {ours[k]})" for k, v in differ)
+        + ": report them with "
+        + " ".join(f"--set {k}={_as_yaml(v)}" for k, v in differ)
+        for differ, n in found.most_common(3)
+    )
+
+
+def _as_yaml(logged: str) -> str:
+    """A logged parameter as `--set` takes it back: tuples are logged as '(2,)'."""
+    if logged.startswith("(") and logged.endswith(")"):
+        return "[" + logged[1:-1].rstrip(",").replace(" ", "") + "]"
+    return logged
 
 
 def _matrix_argument(matrix: Matrix) -> str:

@@ -90,6 +90,19 @@ class MatrixFile:
     baseline: str | None = None  # the method label others are compared with; default kd
 
 
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+def check_file_name(value: str, where: str) -> None:
+    """Matrix names and method labels name folders and files (reports/<matrix>/, a page per
+    label): one safe file name each, never a path."""
+    if not FILE_NAME.fullmatch(value):
+        raise SpecError(
+            f"{where}: {value!r} is not a safe file name; expected a letter or digit, then "
+            "letters, digits and . _ + = - (no / or spaces)"
+        )
+
+
 def section(cls, values: Any, where: str):
     """`cls` validated from YAML values; a bad value is a one-line SpecError."""
     return validate(cls, values if values is not None else {}, where, make_error=SpecError)
@@ -253,6 +266,8 @@ def _method_cells(entries: list[MethodEntry]) -> list[dict]:
                 )
             cells.append({"name": entry.name, "label": label, "params": params, "where": where})
     labels = [c["label"] for c in cells]
+    for cell in cells:
+        check_file_name(cell["label"], f"{cell['where']}.label")
     duplicate = next((lab for lab in labels if labels.count(lab) > 1), None)
     if duplicate:
         raise SpecError(f"methods: label '{duplicate}' used twice; give each entry its own label")
@@ -427,6 +442,7 @@ def build_matrix(
         entries = [{"name": m} if isinstance(m, str) else m for m in raw["methods"]]
         raw = raw | {"methods": entries}
     spec = section(MatrixFile, raw, "")
+    check_file_name(spec.name, "name")
     if not spec.pairs or not spec.methods:
         raise SpecError(f"{'pairs' if not spec.pairs else 'methods'}: expected a non-empty list")
     data = parse_data(spec.data)

@@ -5,8 +5,10 @@ The only module that imports mlflow, and it does so lazily (the import costs sec
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -18,6 +20,7 @@ from typing import Any
 
 from bench.errors import BenchError, SpecError
 from bench.locks import file_lock
+from bench.secrets import redact_uri, remember, scrub
 from bench.store.sqlite_template import seed_new_store
 
 EXPERIMENT = "kdbench"
@@ -27,6 +30,47 @@ RUNNING, FINISHED, FAILED, KILLED = "RUNNING", "FINISHED", "FAILED", "KILLED"
 
 class StoreError(BenchError):
     """A run store that cannot be read or written; the message names it and what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """A tracking server that stopped answering (past MLflow's own retries): the work stops
+    where it is, resumable, and goes on when the server is back."""
+
+
+# what the MLflow client says of a server that is down, overloaded or unreachable
+OUTAGE_MARKERS = ("Max retries exceeded", "Connection refused", "Failed to establish",
+                  "Read timed out", "Connection aborted", "RemoteDisconnected",
+                  "error code 502", "error code 503", "error code 504")  # fmt: skip
+
+
+def _is_outage(exc: BaseException) -> bool:
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout)):
+            return True
+        if any(marker in str(seen) for marker in OUTAGE_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _outages_named(method):
+    """A call to a server that is down raises StoreUnavailable, in one line, naming it."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except BenchError:
+            raise
+        except Exception as exc:
+            if self.served and _is_outage(exc):
+                raise StoreUnavailable(self.outage(exc)) from None
+            raise
+
+    return guarded
 
 
 @dataclass
@@ -53,11 +97,8 @@ class MlflowTracker:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
         self.workdir = Path(workdir)
-        self.uri = (
-            tracking_uri
-            or os.environ.get("MLFLOW_TRACKING_URI")
-            or (f"sqlite:///{self.workdir / 'mlflow.db'}")
-        )
+        self.uri = tracking_uri or mlflow_uri(self.workdir)
+        remember(self.uri)
         self._mlflow = mlflow
         self._analyzed = False
         db_file = self._sqlite_file()
@@ -73,6 +114,8 @@ class MlflowTracker:
         except BenchError:
             raise
         except Exception as exc:  # sqlalchemy, sqlite3 and MLflow errors alike
+            if self.served and _is_outage(exc):
+                raise StoreUnavailable(self._unreadable(exc)) from None
             raise StoreError(self._unreadable(exc)) from None
 
     def _writing(self):
@@ -89,10 +132,16 @@ class MlflowTracker:
         return Path(self.uri.removeprefix("sqlite:///").split("?", 1)[0])
 
     def _unreadable(self, exc: Exception) -> str:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
-        where = self._sqlite_file() or self.uri
+        reason = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200])
+        db_file = self._sqlite_file()
+        if db_file is None:  # a server: nothing here to restore
+            return (
+                f"MLflow server {self.describe()} cannot be reached ({type(exc).__name__}: "
+                f"{reason}); check that `mlflow server` runs there and that "
+                "MLFLOW_TRACKING_URI is its address"
+            )
         return (
-            f"MLflow store {where} cannot be read ({type(exc).__name__}: {reason}); "
+            f"MLflow store {db_file} cannot be read ({type(exc).__name__}: {reason}); "
             "restore it from a backup or move it away to start a new store"
         )
 
@@ -113,7 +162,19 @@ class MlflowTracker:
             return experiment.experiment_id
 
     def describe(self) -> str:
-        return self.uri
+        return redact_uri(self.uri)
+
+    @property
+    def served(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def outage(self, exc: BaseException) -> str:
+        reason = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[-1])
+        reason = re.sub(r"\s+", " ", reason)[:160]
+        return (
+            f"MLflow server {self.describe()} is unreachable ({reason}); the run is left "
+            "resumable at its last checkpoint"
+        )
 
     def address(self) -> tuple[str, str, str]:
         return ("mlflow", str(self.workdir), self.uri)
@@ -127,6 +188,7 @@ class MlflowTracker:
             dict(run.data.metrics),
         )
 
+    @_outages_named
     def search(self, **tags: str) -> list[RunRecord]:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=50000)
@@ -137,6 +199,7 @@ class MlflowTracker:
         runs.sort(key=lambda r: r.status != FINISHED)
         return runs[0] if runs else None
 
+    @_outages_named
     def start(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         from mlflow.entities import Param
 
@@ -148,17 +211,22 @@ class MlflowTracker:
                 self.client.log_batch(run_id, params=items[i : i + 100])
         return run_id
 
+    @_outages_named
     def has_run(self, run_id: str) -> bool:
         try:
             self.client.get_run(run_id)
-        except self._mlflow.exceptions.MlflowException:
+        except self._mlflow.exceptions.MlflowException as exc:
+            if self.served and _is_outage(exc):
+                raise  # not "the store lost the run": it did not answer
             return False
         return True
 
+    @_outages_named
     def reopen(self, run_id: str) -> None:
         with self._writing():
             self.client.update_run(run_id, status=RUNNING)
 
+    @_outages_named
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
@@ -167,12 +235,14 @@ class MlflowTracker:
         with self._writing():
             self.client.log_batch(run_id, metrics=items)
 
+    @_outages_named
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         with self._writing():
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    @_outages_named
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
@@ -189,10 +259,12 @@ class MlflowTracker:
             return None
         return Path(local) if Path(local).is_file() else None
 
+    @_outages_named
     def finish(self, run_id: str, status: str) -> None:
         with self._writing():
             self.client.set_terminated(run_id, status)
 
+    @_outages_named
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
@@ -364,6 +436,18 @@ def reconnect(address: tuple[str, str, str]) -> Tracker:
     if kind == "mlflow":
         return MlflowTracker(Path(workdir), uri)
     return JsonLinesTracker(Path(workdir))
+
+
+def mlflow_uri(workdir: Path) -> str:
+    """$MLFLOW_TRACKING_URI, else the embedded sqlite store of the work directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(workdir) / 'mlflow.db'}"
+
+
+def describe_store(kind: str, workdir: Path) -> str:
+    """Where `open_tracker(kind, workdir)` would read and write, without opening it."""
+    if kind == "none":
+        return str(Path(workdir) / "runs.jsonl")
+    return redact_uri(mlflow_uri(workdir))
 
 
 def open_tracker(kind: str, workdir: Path) -> Tracker:

@@ -83,6 +83,11 @@ def read_folder(root: Path, split: str) -> tuple[list[tuple[str, int]], list[str
         samples = make_dataset(str(base), class_to_idx, extensions=image_extensions())
     except (FileNotFoundError, OSError) as exc:
         raise DataError(f"image folder {base}: {exc}".replace("\n", " ")) from None
+    if len(classes) < 2:  # a classifier needs two; say so before any data is prepared
+        raise DataError(
+            f"image folder {root}: {SPLIT_FOLDERS[split]}/ holds {len(classes)} class folder "
+            f"({', '.join(classes)}); expected 2 or more, one folder per class"
+        )
     return samples, classes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.files import within
 from bench.report import plots as report_plots
 from bench.report.collect import DONE, Results, pair_title
 from bench.report.render import Block, Heading, Image, Para
@@ -75,7 +76,7 @@ def plots_section(
         blocks.append(Heading(title, 3))
         alts = {"curves": "test top-1 per epoch", "bars": f"{metric}-epoch top-1 by method"}
         for kind, fig in figs.items():
-            path = report_plots.save(fig, out_dir / "plots" / f"{kind}_{slug}.png")
+            path = report_plots.save(fig, within(out_dir / "plots", f"{kind}_{slug}.png"))
             written.append(path)
             blocks.append(Image(f"plots/{path.name}", f"{title}: {alts[kind]}"))
         if not figs:
