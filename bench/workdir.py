@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.errors import BenchError
 
-def resolve_workdir(explicit: str | os.PathLike | None = None) -> Path:
+
+def resolve_workdir(explicit: str | os.PathLike | None = None, create: bool = True) -> Path:
     if explicit:
         path = Path(explicit)
     elif os.environ.get("KDBENCH_HOME"):
@@ -18,5 +20,12 @@ def resolve_workdir(explicit: str | os.PathLike | None = None) -> Path:
     else:
         path = Path.home() / ".cache" / "kdbench"
     path = path.expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchError(
+                f"work directory {path} cannot be created ({exc.strerror}); choose --workdir or "
+                "$KDBENCH_HOME on a writable disk"
+            ) from None
     return path

@@ -376,6 +376,15 @@ def test_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypat
     assert_unharmed(workdir)
 
 
+def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    matrix = write_tiny(tmp_path, methods="[ce]")
+    (tmp_path / "file").write_text("")
+    code, _, err = run_main(["run", "--matrix", str(matrix)], tmp_path / "file" / "w", capsys)
+    assert code == 1
+    one_error_line(err, f"work directory {tmp_path / 'file' / 'w'} cannot be created (Not a "
+                   "directory)")  # fmt: skip
+
+
 def test_unwritable_work_dir_is_one_line(tmp_path, capsys, monkeypatch):
     matrix = write_tiny(tmp_path, methods="[ce]")
     workdir = tmp_path / "work"

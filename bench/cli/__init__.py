@@ -234,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     data.add_argument("--workdir")
 
+    doctor = sub.add_parser(
+        "doctor", help="will the matrix run here? one line per check, and the fix for each failure"
+    )
+    _matrix_options(doctor)
+    doctor.add_argument("--device", help="cpu: the matrix is meant for the CPU (no GPU needed)")
+    doctor.add_argument("--claims", metavar="URI", help="the claims database to check")
+    doctor.add_argument("--executor", choices=["local", "slurm"], default="local")
+
     teachers = sub.add_parser(
         "teachers", help="the released teachers: their sha256 pins and what the workdir holds"
     )

@@ -491,6 +491,13 @@ def _found(args: argparse.Namespace, names: list[str]) -> list[str]:
     return names
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench.cli.doctor import run_doctor
+
+    matrix = _matrix(args, torch.device(args.device or "cpu"))
+    return run_doctor(args, resolve_workdir(args.workdir, create=False), matrix)
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf import run_perf
 

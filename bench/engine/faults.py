@@ -7,6 +7,7 @@ term-once:E:S:F   SIGTERM instead (a cancelled job, or torchrun stopping its wor
 kill-rename:E     SIGKILL after epoch E's checkpoint is written, before it is renamed into place
 enospc:E          the disk is full when epoch E's checkpoint is written (OSError ENOSPC)
 nan:E:PATTERN     the loss of runs whose name matches the glob PATTERN becomes NaN from epoch E
+disk-free:BYTES   `bench doctor` sees only BYTES free in the work directory
 
 Under DDP, $KDBENCH_FAULT_RANK=R limits the fault to rank R (every rank when unset).
 """
@@ -58,3 +59,13 @@ def nan_from_epoch(run_name: str) -> int | None:
     if len(spec) >= 3 and spec[0] == "nan" and fnmatch.fnmatch(run_name, ":".join(spec[2:])):
         return int(spec[1])
     return None
+
+
+def disk_free(path) -> int:
+    """Free bytes at `path`; `disk-free:BYTES` pretends there are only BYTES (a quota)."""
+    import shutil
+
+    spec = _spec()
+    if spec and spec[0] == "disk-free":
+        return int(spec[1])
+    return shutil.disk_usage(path).free
