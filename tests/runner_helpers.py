@@ -69,3 +69,25 @@ def assert_each_cell_finished_once(store, cells: int, epochs: int) -> list:
         steps = [step for step, _ in store.history(run.run_id, "test/top1")]
         assert steps == list(range(1, expected + 1)), (run.tags["mlflow.runName"], steps)
     return runs
+
+
+def wait_for_students_mid_training(proc, work: Path, count: int = 2, uri: str | None = None,
+                                   seconds: float = 300) -> None:  # fmt: skip
+    """Until `count` students train past their first committed epoch, each with epochs left (a
+    run whose last epoch is committed, as the 1-epoch teacher at once, may finish before a
+    signal or a fault lands, and would not be interrupted)."""
+    import time
+
+    from bench.store.trackers import RUNNING
+
+    deadline = time.monotonic() + seconds
+    while True:
+        busy = []
+        if uri is not None or (Path(work) / "mlflow.db").is_file():
+            busy = [r for r in MlflowTracker(work, uri).search()
+                    if r.status == RUNNING and r.tags.get("role") == "student"
+                    and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
+        if len(busy) >= count:
+            return
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)

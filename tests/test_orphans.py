@@ -12,7 +12,11 @@ import time
 import pytest
 
 from bench.store.trackers import FAILED, KILLED, RUNNING, MlflowTracker
-from tests.runner_helpers import assert_each_cell_finished_once, write_tiny
+from tests.runner_helpers import (
+    assert_each_cell_finished_once,
+    wait_for_students_mid_training,
+    write_tiny,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,20 +35,6 @@ def _start(tmp_path):
     return proc, command, env, work
 
 
-def _wait_for_two_students_mid_training(proc, work) -> None:
-    deadline = time.monotonic() + 300
-    while True:  # two students past their first committed epoch, each with epochs left
-        busy = []
-        if (work / "mlflow.db").is_file():
-            busy = [r for r in MlflowTracker(work).search()
-                    if r.status == RUNNING and r.tags.get("role") == "student"
-                    and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
-        if len(busy) >= 2:
-            return
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.2)
-
-
 def _wait_until_the_group_is_gone(group: int, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -58,7 +48,7 @@ def _wait_until_the_group_is_gone(group: int, seconds: float = 300) -> None:
 
 def test_sigkill_of_the_workers_parent_leaves_every_run_resumable(tmp_path):
     proc, command, env, work = _start(tmp_path)
-    _wait_for_two_students_mid_training(proc, work)
+    wait_for_students_mid_training(proc, work)
     proc.kill()  # SIGKILL: no handler runs, the workers are orphaned
     proc.wait()
     _wait_until_the_group_is_gone(proc.pid)
@@ -80,7 +70,7 @@ def test_a_closed_stdout_neither_kills_the_parent_nor_fails_a_run(tmp_path):
     proc, command, env, work = _start(tmp_path)
     for _ in range(2):
         proc.stdout.readline()
-    _wait_for_two_students_mid_training(proc, work)
+    wait_for_students_mid_training(proc, work)
     proc.stdout.close()  # as `head` exits: every later write to stdout is a broken pipe
     err = proc.stderr.read()
     proc.wait(timeout=600)

@@ -37,8 +37,7 @@ def test_passwords_in_the_store_and_claims_uris_are_written_nowhere(tmp_path):
             tracking = url.replace("http://", f"http://alice:{TRACKING_SECRET}@")
             env = {"MLFLOW_TRACKING_URI": tracking}
             outputs = [
-                bench_cli(["run", "--matrix", str(matrix), "--workers", "2", "--claims", claims],
-                          work, env=env),
+                bench_cli(["run", "--matrix", str(matrix), "--claims", claims], work, env=env),
                 bench_cli(["run", "--matrix", str(matrix), "--dry-run"], work, env=env),
                 bench_cli(["status", "--matrix", str(matrix)], work, env=env),
                 bench_cli(["report", "--matrix", str(matrix), "--out", str(reports / "tiny")],

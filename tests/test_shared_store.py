@@ -116,6 +116,6 @@ def test_a_claims_uri_that_is_not_postgresql_is_one_line(tmp_path, capsys):
                  "mysql://u:secret@h/db", "--workdir", str(tmp_path)])  # fmt: skip
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: KDBENCH_CLAIMS='mysql://u@h/db': expected a postgresql:// URI (or unset for "
+        "error: KDBENCH_CLAIMS='mysql://u:***@h/db': expected a postgresql:// URI (or unset for "
         "file claims in the work directory)"
     ]

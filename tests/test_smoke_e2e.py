@@ -165,7 +165,8 @@ def test_every_leaderboard_number_names_its_run_and_the_command_that_trains_that
         argv = shlex.split(entry["command"])[3:]  # after `python -m bench`
         capsys.readouterr()
         assert main([*argv, "--dry-run", "--workdir", str(smoke_workdir)]) == 0
-        (line, summary) = capsys.readouterr().out.strip().splitlines()
+        execution, line, summary = capsys.readouterr().out.strip().splitlines()
+        assert execution.startswith("execution: this process; device cpu")
         assert line.split()[:2] == ["finished", record.tags["cell_key"]]
         assert summary.startswith("1 cells: 1 finished")
 

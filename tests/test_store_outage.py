@@ -11,20 +11,25 @@ import time
 
 import pytest
 
-from bench.store.trackers import RUNNING, MlflowTracker
+from bench.store.trackers import MlflowTracker
 from tests.postgres_server import free_port, mlflow_server
-from tests.runner_helpers import assert_each_cell_finished_once, write_tiny
+from tests.runner_helpers import (
+    assert_each_cell_finished_once,
+    wait_for_students_mid_training,
+    write_tiny,
+)
 
 pytestmark = pytest.mark.slow
 
 SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}  # fmt: skip
-OUTAGE_S = 14  # past the retry budget above (about 2 s) and past the first restart (5 s)
+FIRST_RETRY_S = "1"  # the parent's first wait before it starts a worker again (default 5 s)
+OUTAGE_S = 6  # past the retry budget above (about 2 s) and past the first two restarts
 
 
 def test_a_server_outage_past_the_retry_budget_is_waited_out_and_nothing_is_lost(tmp_path):
     matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=2)
-    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 200"))
     work, port = tmp_path / "work", free_port()
     backend = f"sqlite:///{tmp_path / 'server.db'}"
 
@@ -34,20 +39,12 @@ def test_a_server_outage_past_the_retry_budget_is_waited_out_and_nothing_is_lost
     server = serve()
     url = server.__enter__()
     env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
-    env |= SHORT_RETRIES | {"MLFLOW_TRACKING_URI": url}
+    env |= SHORT_RETRIES | {"MLFLOW_TRACKING_URI": url, "KDBENCH_STORE_RETRY_S": FIRST_RETRY_S}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(matrix),
                              "--workers", "2", "--workdir", str(work)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while True:  # two students past their first epoch, with epochs left
-            busy = [r for r in MlflowTracker(work, url).search()
-                    if r.status == RUNNING and r.tags.get("role") == "student"
-                    and r.tags.get("epoch") == "1"]  # fmt: skip
-            if len(busy) >= 2:
-                break
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for_students_mid_training(proc, work, count=1, uri=url)
     finally:
         server.__exit__(None, None, None)  # the outage begins
     time.sleep(OUTAGE_S)

@@ -49,8 +49,9 @@ from bench.store.trackers import StoreUnavailable, reconnect
 MAX_REPLACEMENTS_PER_WORKER = 3  # a worker that keeps dying is a fault to report, not to loop on
 STORE_LOST_EXIT = 75  # EX_TEMPFAIL: a worker left because the tracking server stopped answering
 # a worker that lost the store is started again after 5, 10, 20, 40, 80 s (3 min in all, past
-# a server restart), then the matrix ends, every run resumable
-STORE_RETRY_FIRST_S, STORE_RETRIES = 5.0, 5
+# a server restart), then the matrix ends, every run resumable; $KDBENCH_STORE_RETRY_S sets the
+# first wait
+STORE_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ class _Crew:
             self.summary.unreachable.append(f"worker {index}")
             self.done.add(index)
             return
-        delay = STORE_RETRY_FIRST_S * 2**tries
+        delay = float(os.environ.get("KDBENCH_STORE_RETRY_S", "5")) * 2**tries
         self.store_tries[index] = tries + 1
         self.log(f"[worker {index}] {line}; trying again in {delay:.0f} s "
                  f"({tries + 1} of {STORE_RETRIES})")  # fmt: skip

@@ -33,7 +33,7 @@ from bench.secrets import redact_uri, remember
 from bench.store.trackers import StoreUnavailable
 
 CLAIMS_VARIABLE = "KDBENCH_CLAIMS"  # a postgresql:// URI; unset: file claims in the workdir
-LEASE_S = 20  # a PostgreSQL claim's lease, renewed every RENEW_S by its holder
+LEASE_S = 10  # a PostgreSQL claim's lease, renewed every RENEW_S by its holder
 RENEW_S = 2
 
 
