@@ -91,3 +91,18 @@ def wait_for_students_mid_training(proc, work: Path, count: int = 2, uri: str | 
             return
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
+
+
+def start_workers_run(folder: Path, seeds: int, merged_output: bool = True):
+    """`bench run --workers 2` on a tiny (ce, kd) matrix with epochs long enough to interrupt,
+    in a session of its own: (process, command, environment, work directory)."""
+    matrix = write_tiny(folder, methods="[ce, kd]", seeds=seeds)
+    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
+    work = Path(folder) / "work"
+    command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
+               "--workdir", str(work)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
+    stderr = subprocess.STDOUT if merged_output else subprocess.PIPE
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    return proc, command, env, work

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from bench.store.trackers import FAILED, KILLED, RUNNING, MlflowTracker
 from tests.runner_helpers import (
     assert_each_cell_finished_once,
+    start_workers_run,
     wait_for_students_mid_training,
-    write_tiny,
 )
 
 pytestmark = pytest.mark.slow
@@ -24,15 +23,7 @@ SEEDS, EPOCHS = 2, 3
 
 
 def _start(tmp_path):
-    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=SEEDS)
-    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
-    work = tmp_path / "work"
-    command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
-               "--workdir", str(work)]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)  # fmt: skip
-    return proc, command, env, work
+    return start_workers_run(tmp_path, SEEDS, merged_output=False)
 
 
 def _wait_until_the_group_is_gone(group: int, seconds: float = 300) -> None:

@@ -16,6 +16,7 @@ from tests.runner_helpers import (
     bench_cli,
     runs_by_label,
     same_weights,
+    start_workers_run,
     wait_for_students_mid_training,
     weights_of,
     write_tiny,
@@ -70,18 +71,10 @@ def test_worker_slots_pin_k_workers_to_each_gpu_and_split_cpu_cores():
 def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_path):
     import signal
     import subprocess
-    import sys
 
     from bench.store.trackers import KILLED, RUNNING
 
-    matrix = write_tiny(tmp_path, methods="[ce, kd]", seeds=3)
-    matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
-    work = tmp_path / "work"
-    command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
-               "--workdir", str(work)]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)  # fmt: skip
+    proc, command, env, work = start_workers_run(tmp_path, seeds=3)
     wait_for_students_mid_training(proc, work)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
     out = proc.communicate(timeout=300)[0]

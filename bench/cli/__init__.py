@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="DDP scaling: train img/s of one run on each number of ranks (torchrun), as "
         "efficiency against the single process, on a generated 224 px image folder",
     )
+    perf.add_argument("--threads", type=int, help="with --matrix on a CPU: torch threads as "
+                      "each of N workers has them (cores // N), for bench plan --workers N")
     perf.add_argument("--matrix", help="time every method's training step on every pair of "
                       "this matrix (kept in the workdir for the report and the leaderboard)")
     perf.add_argument("--set", dest="overrides", action="append", default=[],
@@ -241,6 +243,23 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--device", help="cpu: the matrix is meant for the CPU (no GPU needed)")
     doctor.add_argument("--claims", metavar="URI", help="the claims database to check")
     doctor.add_argument("--executor", choices=["local", "slurm"], default="local")
+
+    plan = sub.add_parser(
+        "plan", help="what the cells left cost and how long they take: device-hours, disk, "
+        "wall-clock from a simulation of the schedule, a Gantt chart"
+    )
+    _matrix_options(plan)
+    plan.add_argument("--workers", type=int, help="worker processes on this machine")
+    plan.add_argument("--gpus", type=int, help="GPUs on this machine")
+    plan.add_argument("--workers-per-gpu", type=int, default=1, metavar="K")
+    plan.add_argument("--executor", choices=["local", "slurm"], default="local")
+    plan.add_argument("--array-parallelism", type=int, default=64)
+    plan.add_argument("--preemptions-per-hour", type=float, default=0.0,
+                      help="SLURM: how often a task is preempted and requeued")  # fmt: skip
+    plan.add_argument("--img-per-s", type=float, metavar="R",
+                      help="training images/s of one run alone on a device (default: the "
+                      "`bench perf --matrix` measurement in the work directory)")  # fmt: skip
+    plan.add_argument("--out", help="where plan.json and gantt.png go (default reports/plan/M)")
 
     teachers = sub.add_parser(
         "teachers", help="the released teachers: their sha256 pins and what the workdir holds"

@@ -498,6 +498,55 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args, resolve_workdir(args.workdir, create=False), matrix)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bench.cli.doctor import needed_bytes
+    from bench.perf import plan as planning
+    from bench.report.costs import load_costs
+    from bench.store.trackers import FINISHED, open_tracker
+
+    for flag, value in (("--workers", args.workers), ("--gpus", args.gpus),
+                        ("--workers-per-gpu", args.workers_per_gpu),
+                        ("--array-parallelism", args.array_parallelism)):  # fmt: skip
+        if value is not None and value < 1:
+            raise SpecError(f"{flag} {value}: expected 1 or more")
+    if args.img_per_s is not None and args.img_per_s <= 0:
+        raise SpecError(f"--img-per-s {args.img_per_s}: expected a positive rate")
+    device = "cuda" if args.gpus or args.executor == "slurm" else "cpu"
+    workdir = resolve_workdir(args.workdir)
+    matrix, _ = _with_present_data(_matrix(args, torch.device(device)), workdir)
+    done = {r.tags.get("run_key") for r in open_tracker(args.tracking, workdir).search()
+            if r.status == FINISHED}  # fmt: skip
+    costs = None if args.img_per_s else load_costs(workdir, matrix.name)
+    jobs = planning.jobs_left(matrix, workdir, done, costs, args.img_per_s)
+    slots = planning.slots_for(args, device, costs)
+    placed = planning.simulate(jobs, slots)
+    train, test = planning.images(matrix, workdir)
+    cells = [p for p in placed if p.job.kind == "student"]
+    wall = max((p.end for p in placed), default=0.0)
+    device_hours = sum(p.end - p.start for p in placed) * slots.share / 3600
+    disk = needed_bytes(matrix)
+    epochs = sum(p.job.epochs for p in cells)
+    summary = {
+        "matrix": matrix.name, "slots": slots.describe, "cells_left": len(cells),
+        "cells": len(matrix.runs),
+        "teachers_to_train": sum(p.job.kind == "teacher" for p in placed),
+        "training_images": epochs * train, "evaluation_images": epochs * test,
+        "device_hours": device_hours, "wall_clock_s": wall, "disk_bytes": disk,
+        "throughput": f"--img-per-s {args.img_per_s}" if args.img_per_s else costs.source,
+    }  # fmt: skip
+    out = Path(args.out) if args.out else within(REPORTS / "plan", matrix.name)
+    chart = planning.write_plan(summary, placed, slots, out)
+    print(f"plan for matrix {matrix.name} on {slots.describe}; throughput from "
+          f"{summary['throughput']}")  # fmt: skip
+    print(f"cells left: {len(cells)} of {len(matrix.runs)} (+{summary['teachers_to_train']} "
+          f"teachers to train); {epochs * train:,} training and {epochs * test:,} evaluation "
+          "images")  # fmt: skip
+    print(f"device-hours: {device_hours:.2f}; wall-clock: {wall / 3600:.2f} h ({wall:.0f} s)")
+    print("disk: " + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in disk.items()))
+    print(f"schedule: {chart} (and plan.json beside it)")
+    return 0
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf import run_perf
 

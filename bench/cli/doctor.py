@@ -172,7 +172,8 @@ def _reachable(url: str) -> str:
     """'' when `url` answers (a HEAD request), else why not."""
     try:
         request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=REACH_TIMEOUT_S):
+        # a fresh opener: urlopen's global one keeps the proxies it first saw for the process
+        with urllib.request.build_opener().open(request, timeout=REACH_TIMEOUT_S):
             return ""
     except Exception as exc:  # URLError, a proxy refusing, a time-out
         return " ".join(str(getattr(exc, "reason", exc)).split())[:120]

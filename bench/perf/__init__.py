@@ -46,6 +46,8 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
         from bench.spec import load_matrix
 
         matrix = load_matrix(args.matrix, overrides=args.overrides, device=device.type)
+        if args.threads:  # as each of N CPU workers runs: cores // N threads
+            torch.set_num_threads(args.threads)
         costs = measure_matrix(matrix, device, workdir, args.steps)
         print(format_matrix_costs(costs, list(matrix.method_labels), matrix.baseline))
         result["matrix"] = costs.__dict__

@@ -84,7 +84,8 @@ def measure_matrix(matrix: Matrix, device: torch.device, workdir: Path, steps: i
     batch = "/".join(map(str, sorted({r.recipe.batch_size for r in firsts.values()})))
     measured = (f"batch {batch}, {matrix.runs[0].execution.precision}, {steps} timed steps "
                 f"after {warmup}, one process")  # fmt: skip
-    costs = Costs(matrix.name, f"{device_name(device)} ({device.type})", measured, speeds)
+    costs = Costs(matrix.name, f"{device_name(device)} ({device.type})", measured, speeds,
+                  torch.get_num_threads() if device.type == "cpu" else None)
     save_costs(workdir, costs)
     return costs
 

@@ -19,6 +19,7 @@ class Costs:
     device: str
     measured: str  # what was timed: batch, precision, steps
     speeds: dict[str, dict[str, float]]  # pair ("teacher:student") -> label -> img/s
+    threads: int | None = None  # torch's CPU threads during the measurement (None: not recorded)
 
     def relative(self, label: str, baseline: str) -> float | None:
         """Time per training image relative to `baseline`, geometric mean over the pairs."""
