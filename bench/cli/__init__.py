@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="DDP scaling: train img/s of one run on each number of ranks (torchrun), as "
         "efficiency against the single process, on a generated 224 px image folder",
     )
+    perf.add_argument("--suite", action="store_true", help="the device's proof in one command: "
+                      "cuda tests, loop table, fp32-vs-bf16 A/B, runs per device (suite.md/json)")
+    perf.add_argument("--out", help="with --suite: the folder for suite.md and suite.json "
+                      "(default reports/perf)")
     perf.add_argument("--threads", type=int, help="with --matrix on a CPU: torch threads as "
                       "each of N workers has them (cores // N), for bench plan --workers N")
     perf.add_argument("--matrix", help="time every method's training step on every pair of "

@@ -26,6 +26,13 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
     from bench.errors import SpecError
 
     result: dict = {"device": _machine(device), "torch": torch.__version__}
+    if getattr(args, "suite", False):
+        from bench.perf.suite import run_suite
+
+        written = run_suite(device, Path(args.out or "reports/perf"), Path.cwd(), _machine(device))
+        print(written.read_text())
+        print(f"wrote {written} and {written.with_suffix('.json')}")
+        return 0
     if args.ddp:
         from bench.perf.ddp import format_ddp_table, measure_ddp
 

@@ -28,11 +28,12 @@ PERF_MATRIX = {
 }  # fmt: skip
 
 
-def measure_workers(counts: list[int], device: str = "cpu", data_workdir: Path | None = None):
+def measure_workers(counts: list[int], device: str = "cpu", data_workdir: Path | None = None,
+                    spec: dict | None = None):  # fmt: skip
     """Wall-clock seconds and cells per hour of the same matrix with each worker count, each in
     a fresh work directory (store and generated data included, as a user's first run)."""
     rows: list[dict[str, Any]] = []
-    matrix = build_matrix(PERF_MATRIX, "perf")
+    matrix = build_matrix(spec or PERF_MATRIX, "perf")
     with tempfile.TemporaryDirectory(prefix="kdbench-perf-workers-") as folder:
         for count in counts:
             workdir = Path(folder) / f"workers-{count}"
