@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_suite_runs_on_the_cpu_and_writes_both_files(tmp_path, capsys):
-    assert main(["perf", "--suite", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert main(["perf", "--suite", "--device", "cpu", "--out", str(tmp_path), "--workdir",
+                 str(tmp_path / "w")]) == 0  # fmt: skip
     result = json.loads((tmp_path / "suite.json").read_text())
     assert result["device"].startswith("x86_64") or "cpu" in result["device"]
     assert "skipped" in result["cuda_tests"]["result"]  # no CUDA here: said, not hidden
@@ -23,6 +24,8 @@ def test_the_suite_runs_on_the_cpu_and_writes_both_files(tmp_path, capsys):
     assert [sorted(v) for v in result["ab"]["top1"].values()] == [["0", "1"], ["0", "1"]]
     assert result["ab"]["bf16_minus_fp32"].endswith("(2)")
     assert [row["workers"] for row in result["throughput"]] == [1, 2]
+    kept = json.loads((tmp_path / "w" / "perf" / "runs-per-device.json").read_text())
+    assert kept == {"device": result["device"], "rows": result["throughput"]}  # for bench plan
     text = (tmp_path / "suite.md").read_text()
     assert text.startswith(f"# kdbench perf --suite on {result['device']}")
     for heading in ("## cuda-marked tests", "## The training loop", "## fp32 against bf16",

@@ -71,3 +71,19 @@ def test_the_predicted_wall_clock_of_two_workers_is_within_25_percent(tmp_path, 
     measured = time.monotonic() - started
     print(f"plan predicted {predicted:.1f} s, the run took {measured:.1f} s")
     assert abs(predicted - measured) <= 0.25 * measured, (predicted, measured)
+
+
+def test_k_runs_per_gpu_take_the_throughput_the_suite_measured_for_k(tmp_path):
+    from bench.perf.plan import runs_per_device_speedup
+
+    args = Namespace(executor="local", gpus=2, workers_per_gpu=2, workdir_path=tmp_path)
+    unmeasured = slots_for(args, "cuda")
+    assert (unmeasured.count, unmeasured.share) == (4, 0.5)
+    (tmp_path / "perf").mkdir()
+    (tmp_path / "perf" / "runs-per-device.json").write_text(json.dumps({
+        "device": "NVIDIA H100", "rows": [{"workers": 1, "ratio_to_first": 1.0},
+                                          {"workers": 2, "ratio_to_first": 1.6}]}))  # fmt: skip
+    measured = slots_for(args, "cuda")
+    assert (measured.count, measured.share) == (4, 0.8)
+    assert "measured by bench perf --suite on NVIDIA H100" in measured.describe
+    assert runs_per_device_speedup(tmp_path, 4)[0] == 1.0  # K=4 not measured: shared

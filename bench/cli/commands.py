@@ -518,6 +518,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             if r.status == FINISHED}  # fmt: skip
     costs = None if args.img_per_s else load_costs(workdir, matrix.name)
     jobs = planning.jobs_left(matrix, workdir, done, costs, args.img_per_s)
+    args.workdir_path = workdir
     slots = planning.slots_for(args, device, costs)
     placed = planning.simulate(jobs, slots)
     train, test = planning.images(matrix, workdir)

@@ -29,7 +29,8 @@ def run_perf(args, device: torch.device, workdir: Path) -> int:
     if getattr(args, "suite", False):
         from bench.perf.suite import run_suite
 
-        written = run_suite(device, Path(args.out or "reports/perf"), Path.cwd(), _machine(device))
+        written = run_suite(device, Path(args.out or "reports/perf"), Path.cwd(), _machine(device),
+                            workdir)  # fmt: skip
         print(written.read_text())
         print(f"wrote {written} and {written.with_suffix('.json')}")
         return 0

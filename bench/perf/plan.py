@@ -183,16 +183,30 @@ def slots_for(args, device: str, costs: Costs | None = None) -> Slots:
         return Slots(args.array_parallelism, 1.0, f"a SLURM array of {args.array_parallelism} "
                      "tasks, one GPU each", args.preemptions_per_hour)  # fmt: skip
     if args.gpus:
-        count = args.gpus * args.workers_per_gpu
-        return Slots(count, 1.0 / args.workers_per_gpu,
-                     f"{args.gpus} GPU(s) x {args.workers_per_gpu} runs each (a GPU's rate shared "
-                     "by its runs)")  # fmt: skip
+        k = args.workers_per_gpu
+        speedup, source = runs_per_device_speedup(getattr(args, "workdir_path", None), k)
+        return Slots(args.gpus * k, speedup / k, f"{args.gpus} GPU(s) x {k} runs each ({source})")
     workers = args.workers or 1
     threads = max(1, cores() // workers)
     if costs is not None and costs.threads == threads and not getattr(args, "img_per_s", None):
         # measured as each worker runs (its share of the cores): the rate is each worker's
         return Slots(workers, 1.0, f"{workers} worker(s) of {threads} thread(s) on this {device}")
     return Slots(workers, 1.0 / workers, f"{workers} worker(s) on this {device}, sharing it")
+
+
+def runs_per_device_speedup(workdir: Path | None, k: int) -> tuple[float, str]:
+    """How much more K runs on one device do together than one alone, as `bench perf --suite`
+    measured it in this work directory; 1 (K runs share one run's rate) where it did not."""
+    if k == 1:
+        return 1.0, "one run per GPU"
+    try:
+        measured = json.loads((Path(workdir) / "perf" / "runs-per-device.json").read_text())
+        row = next(r for r in measured["rows"] if r["workers"] == k)
+        return float(row["ratio_to_first"]), (
+            f"K={k} runs do {row['ratio_to_first']:.2f}x one run's work, measured by bench perf "
+            f"--suite on {measured['device']}")  # fmt: skip
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return 1.0, f"a GPU's rate shared by its {k} runs; `bench perf --suite` measures K"
 
 
 def gantt(placed: list[Placed], slots: Slots, path: Path) -> Path:

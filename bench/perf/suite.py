@@ -29,7 +29,7 @@ import torch
 from tabulate import tabulate
 
 from bench.engine.runner import run_matrix
-from bench.files import atomic_write_text
+from bench.files import atomic_write_text, within
 from bench.perf.training import PerfSetup, measure_training
 from bench.perf.workers import PERF_MATRIX, measure_workers
 from bench.report.stats import fmt_paired, paired
@@ -112,7 +112,11 @@ def _ab(device: torch.device, size: Size, workdir: Path) -> dict:
             "interval": gap.ci}  # fmt: skip
 
 
-def run_suite(device: torch.device, out: Path, root: Path, device_name: str) -> Path:
+RUNS_PER_DEVICE = "runs-per-device.json"  # in <workdir>/perf/, for `bench plan`
+
+
+def run_suite(device: torch.device, out: Path, root: Path, device_name: str,
+              workdir: Path | None = None) -> Path:  # fmt: skip
     size = SIZES["cuda" if device.type == "cuda" else "cpu"]
     result: dict = {"device": device_name, "torch": torch.__version__,
                     "size": dataclasses.asdict(size)}  # fmt: skip
@@ -133,6 +137,9 @@ def run_suite(device: torch.device, out: Path, root: Path, device_name: str) -> 
             seconds[name] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "suite.json", json.dumps(result, indent=1, default=str))
+    if workdir is not None:  # the plan reads K runs' throughput on this device from here
+        atomic_write_text(within(Path(workdir) / "perf", RUNS_PER_DEVICE), json.dumps(
+            {"device": device_name, "rows": result["throughput"]}, indent=1))  # fmt: skip
     atomic_write_text(out / "suite.md", _markdown(result))
     return out / "suite.md"
 
