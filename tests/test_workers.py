@@ -133,8 +133,9 @@ def test_a_second_workers_parent_takes_the_cores_the_first_leaves(tmp_path):
 
     def parent(name: str) -> subprocess.Popen:
         (tmp_path / name).mkdir()
-        matrix = write_tiny(tmp_path / name, methods="[ce]", seeds=1)
-        matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 120"))
+        # the first must still train when the second registers: a few seconds of work
+        matrix = write_tiny(tmp_path / name, methods="[ce]", seeds=3 if name == "a" else 1)
+        matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 150"))
         return subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(matrix),
                                  "--workers", "1", "--workdir", str(tmp_path / name / "work")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
