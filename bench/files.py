@@ -119,7 +119,7 @@ def storage_problem(exc: BaseException) -> str | None:
         except OSError:
             pass
     what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-            errno.EROFS: "read-only file system"}.get(exc.errno, "permission denied")  # fmt: skip
+            errno.EROFS: "read-only file system"}.get(exc.errno, "permission denied")
     return (
         f"{what}{where}{free}; free space or fix the permissions, then rerun the same command "
         "to resume"

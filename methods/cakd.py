@@ -25,7 +25,8 @@ from methods.standardize import maybe_standardize
 
 @dataclass(frozen=True)
 class CAKDParams:
-    """CIFAR defaults; w_wcd follows the pair's DKD β (RECIPES.md). ImageNet: T 1, warmup 1."""
+    """CIFAR defaults; w_wcd follows the pair's DKD β (mdistiller configs/cifar100/dkd/*.yaml).
+    ImageNet: T 1, warmup 1."""
 
     temperature: float = 4.0
     warmup: int = 20

@@ -20,7 +20,8 @@ from methods.standardize import maybe_standardize
 
 @dataclass(frozen=True)
 class DKDParams:
-    """CIFAR defaults; beta is per pair (RECIPES.md). ImageNet: temperature 1, warmup 1."""
+    """CIFAR defaults; beta is per pair (mdistiller configs/cifar100/dkd/*.yaml, DKD paper
+    Zhao et al. CVPR 2022, supplement). ImageNet: temperature 1, warmup 1."""
 
     temperature: float = 4.0
     w_ce: float = 1.0

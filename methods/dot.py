@@ -45,12 +45,12 @@ class DistillationOrientedTrainer(torch.optim.Optimizer):
     """
 
     def __init__(self, params, *, lr: float, momentum_task: float, momentum_kd: float,
-                 weight_decay: float = 0.0):  # fmt: skip
+                 weight_decay: float = 0.0):
         super().__init__(
             params,
             {"lr": lr, "momentum_task": momentum_task, "momentum_kd": momentum_kd,
              "weight_decay": weight_decay},
-        )  # fmt: skip
+        )
         require(len(self.param_groups) == 1, "DOT: one parameter group only")
         self._kd_gradients: dict[Tensor, Tensor] = {}
 
@@ -117,7 +117,7 @@ class KDDOT(KD):
         return DistillationOrientedTrainer(
             parameters, lr=lr, momentum_task=momentum - delta, momentum_kd=momentum + delta,
             weight_decay=weight_decay,
-        )  # fmt: skip
+        )
 
     def step(self, terms: dict[str, Tensor], optimizer: torch.optim.Optimizer) -> None:
         distillation = sum(value for name, value in terms.items() if name not in ("loss", "ce"))

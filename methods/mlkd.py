@@ -95,7 +95,7 @@ class MLKD(Method):
         kd_weak = sum(instance_kd(s_weak, t_weak, tau) for tau in taus) * sample_kept
         strong_pairs = [(s_strong, t_strong)] * 3 + [(s_weak, t_weak)] * 2
         kd_strong = sum(instance_kd(s, t, tau) for (s, t), tau in zip(strong_pairs, taus,
-                                                                       strict=True))  # fmt: skip
+                                                                       strict=True))
         cc = sum(class_level(s_weak, t_weak, tau) for tau in taus) * class_kept
         bc = sum(batch_level(s_weak, t_weak, tau) for tau in taus) * sample_kept
         return {

@@ -14,7 +14,7 @@ from model_zoo.registry import register_model
 
 # (out channels, repeats, first stride, expansion) after the stem
 _STAGES = [(16, 1, 1, 1), (24, 2, 2, 6), (32, 3, 2, 6), (64, 4, 2, 6), (96, 3, 1, 6),
-           (160, 3, 1, 6), (320, 1, 1, 6)]  # fmt: skip
+           (160, 3, 1, 6), (320, 1, 1, 6)]
 
 
 class LinearBottleNeck(nn.Module):
@@ -42,18 +42,18 @@ class MobileNetV2Tiny(nn.Module):
     def __init__(self, num_classes: int = 200) -> None:
         super().__init__()
         self.pre = nn.Sequential(nn.Conv2d(3, 32, 1, padding=1), nn.BatchNorm2d(32),
-                                 nn.ReLU6(inplace=True))  # fmt: skip
+                                 nn.ReLU6(inplace=True))
         in_channels = 32
         for number, (out_channels, repeats, stride, expansion) in enumerate(_STAGES, start=1):
             blocks = []
             for i in range(repeats):
                 blocks.append(LinearBottleNeck(in_channels, out_channels, stride if i == 0 else 1,
-                                               expansion))  # fmt: skip
+                                               expansion))
                 in_channels = out_channels
             # single-block stages are the block itself in mdistiller's module tree
             setattr(self, f"stage{number}", blocks[0] if repeats == 1 else nn.Sequential(*blocks))
         self.conv1 = nn.Sequential(nn.Conv2d(320, 1280, 1), nn.BatchNorm2d(1280),
-                                   nn.ReLU6(inplace=True))  # fmt: skip
+                                   nn.ReLU6(inplace=True))
         self.conv2 = nn.Conv2d(1280, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ def kill_postgres(uri: str, down_s: float) -> None:
     """Stop the cluster at once (every session dropped, as a crash), wait, start it again."""
     data, start = _CLUSTERS[uri]
     subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate",
-                                 "stop"]), check=True, capture_output=True)  # fmt: skip
+                                 "stop"]), check=True, capture_output=True)
     time.sleep(down_s)
     subprocess.run(start, check=True, capture_output=True)
 
@@ -59,28 +59,28 @@ def postgres() -> Iterator[str]:
         shutil.chown(folder, "postgres")
     data, port = folder / "data", free_port()
     subprocess.run(_as_postgres([_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U",
-                                 "kdbench"]), check=True, capture_output=True)  # fmt: skip
+                                 "kdbench"]), check=True, capture_output=True)
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
     start = _as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-o", options, "-l",
-                          str(folder / "log"), "-w", "start"])  # fmt: skip
+                          str(folder / "log"), "-w", "start"])
     subprocess.run(start, check=True, capture_output=True)
     uri = f"postgresql+psycopg2://kdbench@127.0.0.1:{port}/kdbench"
     _CLUSTERS[uri] = (data, start)
     try:
         subprocess.run(_as_postgres([_pg_tool("createdb"), "-h", "127.0.0.1", "-p", str(port),
                                      "-U", "kdbench", "kdbench"]), check=True,
-                       capture_output=True)  # fmt: skip
+                       capture_output=True)
         yield uri
     finally:
         _CLUSTERS.pop(uri, None)
         subprocess.run(_as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-                       capture_output=True)  # fmt: skip
+                       capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def mlflow_server(backend_uri: str, artifacts: Path, log: Path,
-                  port: int | None = None) -> Iterator[str]:  # fmt: skip
+                  port: int | None = None) -> Iterator[str]:
     """`mlflow server` on the given backend store, proxying artifacts; yields its URL."""
     port = port or free_port()
     with open(log, "a") as out:
@@ -89,7 +89,7 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path,
              "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port",
              str(port), "--workers", "1"],
             stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

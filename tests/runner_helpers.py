@@ -72,7 +72,7 @@ def assert_each_cell_finished_once(store, cells: int, epochs: int) -> list:
 
 
 def wait_for_students_mid_training(proc, work: Path, count: int = 2, uri: str | None = None,
-                                   seconds: float = 300) -> None:  # fmt: skip
+                                   seconds: float = 300) -> None:
     """Until `count` students train past their first committed epoch, each with epochs left (a
     run whose last epoch is committed, as the 1-epoch teacher at once, may finish before a
     signal or a fault lands, and would not be interrupted)."""
@@ -86,7 +86,7 @@ def wait_for_students_mid_training(proc, work: Path, count: int = 2, uri: str | 
         if uri is not None or (Path(work) / "mlflow.db").is_file():
             busy = [r for r in MlflowTracker(work, uri).search()
                     if r.status == RUNNING and r.tags.get("role") == "student"
-                    and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
+                    and r.tags.get("epoch") in ("1", "2")]
         if len(busy) >= count:
             return
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -100,9 +100,9 @@ def start_workers_run(folder: Path, seeds: int, merged_output: bool = True):
     matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
     work = Path(folder) / "work"
     command = [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers", "2",
-               "--workdir", str(work)]  # fmt: skip
+               "--workdir", str(work)]
     env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
     stderr = subprocess.STDOUT if merged_output else subprocess.PIPE
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True)
     return proc, command, env, work

@@ -64,7 +64,7 @@ def planted(rng, blocks=10, seeds=3, effect=1.0, noise=0.3):
     for b in range(blocks):
         level = 70 + rng.normal(0, 2)
         runs[f"block{b}"] = {m: list(level + o + rng.normal(0, noise, seeds))
-                             for m, o in offsets.items()}  # fmt: skip
+                             for m, o in offsets.items()}
     return runs
 
 

@@ -34,7 +34,7 @@ def test_postgresql_killed_under_a_claim_never_lets_two_machines_train_one_cell(
                 [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--workers",
                  "1", "--claims", database, "--workdir", str(work)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            )  # fmt: skip
+            )
 
         machines = [machine(), machine()]
         deadline = time.monotonic() + 300
@@ -43,7 +43,7 @@ def test_postgresql_killed_under_a_claim_never_lets_two_machines_train_one_cell(
             if (work / "mlflow.db").is_file():
                 busy = [r for r in MlflowTracker(work).search()
                         if r.status == RUNNING and r.tags.get("role") == "student"
-                        and r.tags.get("epoch") in ("1", "2")]  # fmt: skip
+                        and r.tags.get("epoch") in ("1", "2")]
             if busy:
                 break
             ended = [m for m in machines if m.poll() is not None]

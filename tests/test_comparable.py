@@ -50,7 +50,7 @@ def reasons(run, ours=LIKE_FOR_LIKE, row=None):
     "method,pair",
     [("dkd", PAIR), ("kd", PAIR), ("ce", PAIR), ("dkd", ("wrn_40_2", "ShuffleV1")),
      ("kd", ("vgg13", "MobileNetV2"))],
-)  # fmt: skip
+)
 def test_the_shipped_published_setup_is_comparable(method, pair):
     assert reasons(cell(method=method, pair=pair)) == []
 
@@ -65,7 +65,7 @@ def test_imagenet_full_differs_on_the_torch_backend_only_in_the_unknown_per_devi
     states: BatchNorm saw 512 / GPUs images, which kdbench cannot match."""
     ours = Ours(finished_runs=3, teacher_top1=73.30, published_teacher_top1=73.31)
     for method, pair in [("dkd", ("torchvision:resnet34", "torchvision:resnet18")),
-                         ("kd", ("torchvision:resnet50", "imagenet:mobilenetv1"))]:  # fmt: skip
+                         ("kd", ("torchvision:resnet50", "imagenet:mobilenetv1"))]:
         assert reasons(cell("imagenet_full", method, pair), ours) == [MDISTILLER_IMAGENET_BATCH]
 
 
@@ -165,7 +165,7 @@ def test_what_kdbench_cannot_reproduce_is_always_a_reason():
     # the authors' configs for this pair, with the 480 epochs the paper's numbers were made with
     assert found[2:] == ["epochs 240 ≠ 480", "lr 0.05 ≠ 0.025",
                          "per-device batch 64 (BatchNorm) against an unknown published one "
-                         "(setup mlkd_cifar100)"]  # fmt: skip
+                         "(setup mlkd_cifar100)"]
     ours = cell("cifar100_methods", method="mlkd", overrides=["recipe.lr=0.025",
                                                               "recipe.epochs=480"])
     assert len(differences(ours, row, setup, LIKE_FOR_LIKE)) == 3
@@ -216,7 +216,7 @@ DKD_LAST = [75.9, 76.2, 76.0, 76.4, 76.1]
 
 def test_the_report_diffs_like_for_like_and_names_each_difference(tmp_path):
     section = _report(tmp_path, lambda run: DKD_LAST[run.seed] if run.method.name == "dkd"
-                      else 73.0 + run.seed * 0.1)  # fmt: skip
+                      else 73.0 + run.seed * 0.1)
     dkd = _row(section, "dkd")
     best = [v + 0.3 for v in DKD_LAST]
     assert dkd[7] == f"{statistics.fmean(best) - 76.32:+.2f} (ours best − published)"
@@ -247,7 +247,7 @@ def test_a_parameter_the_setup_leaves_at_its_default_and_hand_set_data_statistic
 def test_cifar10_full_matches_its_paper_but_for_what_kdbench_cannot_reproduce():
     ours = Ours(finished_runs=5, teacher_top1=None, published_teacher_top1=None)
     for pair in [("ResNet34", "ResNet18"), ("ResNet50", "ResNet18"), ("ResNet50", "ResNet34"),
-                 ("ResNet101", "ResNet34")]:  # fmt: skip
+                 ("ResNet101", "ResNet34")]:
         for method in ("ce", "kd"):
             row = TABLE.find("cifar10", *pair, method)
             found = reasons(cell("cifar10_full", method, pair), ours, row)
@@ -305,7 +305,7 @@ def test_nkd_imagenet_rows_are_found_and_say_what_differs():
 def test_published_rows_are_found_by_method_identity_never_by_label(tmp_path):
     methods = [{"name": "ce", "label": "kd"}, {"name": "kd", "label": "hinton"},
                {"name": "kd", "label": "kd_std", "params": {"standardize": True}},
-               {"name": "dkd"}, {"name": "cakd"}]  # fmt: skip
+               {"name": "dkd"}, {"name": "cakd"}]
     section = _report(tmp_path, lambda run: 73.0 + run.seed * 0.1, methods=methods)
     ce_labelled_kd = _row(section, "kd")
     assert ce_labelled_kd[5] == "72.50"  # CRD's student alone, not KD's 73.33

@@ -22,7 +22,7 @@ def _start(matrix, workdir, seeds: int):
     return subprocess.Popen(
         [sys.executable, "-m", "bench", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    )
 
 
 def _run_together(matrix, workdir, workers: int, seeds: int) -> None:

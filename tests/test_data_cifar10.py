@@ -51,7 +51,7 @@ def test_the_cifar10_layout_is_read_batch_after_batch(tmp_path):
 def test_real_cifar10_files_are_md5_checked(tmp_path):
     write_cifar10(tmp_path)
     with pytest.raises(DataError, match=r"CIFAR-10 file failed its md5 check: .*data_batch_1 "
-                       r"\(expected md5 c99cafc152244af753f735de768cd75f"):  # fmt: skip
+                       r"\(expected md5 c99cafc152244af753f735de768cd75f"):
         cifar.read_split(tmp_path, "train", verify=True, layout=cifar.CIFAR10)
 
 

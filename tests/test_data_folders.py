@@ -45,7 +45,7 @@ def test_a_32px_folder_gives_the_same_batches_on_every_backend(tmp_path):
     batches = {}
     for backend in BACKENDS:
         loaders = make_loaders(spec(root, backend=backend), batch_size=16, seed=3,
-                               device="cpu", workdir=work)  # fmt: skip
+                               device="cpu", workdir=work)
         batches[backend] = [
             [tuple(t.clone() for t in batch) for batch in loader.epoch(epoch)]
             for loader, epoch in ((loaders.train, 1), (loaders.train, 2), (loaders.test, 0))
@@ -64,7 +64,7 @@ def test_mean_and_std_are_computed_once_and_found_again_by_hash(tmp_path, capsys
     pixels = np.stack([
         np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255
         for p in sorted((root / "train").rglob("*.png"))
-    ])  # fmt: skip
+    ])
     assert np.allclose(splits.normalization.mean, pixels.mean(axis=(0, 1, 2)), atol=1e-9)
     assert np.allclose(splits.normalization.std, pixels.std(axis=(0, 1, 2)), atol=1e-9)
     meta = next(work.glob("prepared/*-r32/meta.json"))
@@ -95,7 +95,7 @@ def test_images_of_other_sizes_are_resized_once_by_the_stated_policy(tmp_path):
 def _matrix(tmp_path, data: dict, teacher: str, student: str) -> str:
     raw = {"name": "folders", "data": data, "recipe": {"epochs": 1, "batch_size": 16,
            "milestones": [1]}, "teacher": {"recipe": {"epochs": 1}},
-           "pairs": [{"teacher": teacher, "student": student}], "methods": ["kd"]}  # fmt: skip
+           "pairs": [{"teacher": teacher, "student": student}], "methods": ["kd"]}
     path = tmp_path / "folders.yaml"
     path.write_text(yaml.safe_dump(raw))
     return str(path)
@@ -116,7 +116,7 @@ def test_resnet20_to_resnet8_trains_on_a_32px_folder_on_every_backend(tmp_path):
     # the teacher-logit cache covers a prepared folder (its 162 crop-flip variants per image)
     cached = tmp_path / "work-memory"
     assert main(["run", "--matrix", matrix, "--workdir", str(cached), "--tracking", "none",
-                 "--teacher-cache", "float32"]) == 0  # fmt: skip
+                 "--teacher-cache", "float32"]) == 0
     assert len(list((cached / "teacher_cache").glob("*.npy"))) == 1
 
 
@@ -172,15 +172,15 @@ def test_the_cifar_zoo_takes_32_to_64_px_and_the_guard_says_so():
                 for side in (32, 48, 64):
                     assert model(torch.zeros(1, 3, side, side)).shape == (1, 7), (name, side)
     raw = {"name": "m", "pairs": [{"teacher": "resnet32x4", "student": "ShuffleV1"}],
-           "methods": ["kd"], "data": {"dataset": "tinyimagenet"}}  # fmt: skip
+           "methods": ["kd"], "data": {"dataset": "tinyimagenet"}}
     assert build_matrix(raw, "t", data_hash="h").data.resolution == 64
     raw["data"] = {"dataset": "imagefolder", "resolution": 224}
     with pytest.raises(SpecError, match="model 'resnet32x4' takes 32 to 64 px but imagefolder "
-                       "is served at 224 px"):  # fmt: skip
+                       "is served at 224 px"):
         build_matrix(raw, "t", data_hash="h")
     raw["data"] = {"dataset": "imagefolder", "resolution": 96, "augment": False}
     with pytest.raises(SpecError, match="up to 64 px .prepared once. or at 224 px in this "
-                       "version, not 96"):  # fmt: skip
+                       "version, not 96"):
         build_matrix(raw, "t", data_hash="h")
 
 
@@ -205,13 +205,13 @@ def test_rrc_flip_on_a_small_folder_gives_the_same_batches_on_every_backend(tmp_
     batches = {}
     for backend in BACKENDS:
         loaders = make_loaders(spec(root, backend=backend, augment="rrc_flip"), batch_size=8,
-                               seed=3, device="cpu", workdir=work)  # fmt: skip
+                               seed=3, device="cpu", workdir=work)
         batches[backend] = [t.clone() for t, *_ in loaders.train.epoch(1)]
     crop_flip = make_loaders(spec(root), batch_size=8, seed=3, device="cpu", workdir=work)
     plain = [t for t, *_ in crop_flip.train.epoch(1)]
     for backend in ("torch", "ffcv"):
         assert all(torch.equal(a, b) for a, b in zip(batches["memory"], batches[backend],
-                                                     strict=True)), backend  # fmt: skip
+                                                     strict=True)), backend
     assert batches["memory"][0].shape == (8, 3, 32, 32)
     assert not any(torch.equal(a, b) for a, b in zip(batches["memory"], plain, strict=True))
 
@@ -249,7 +249,7 @@ def test_rrc_flip_between_64_and_224_px_is_refused_in_one_line():
     from bench.spec import check_data
 
     with pytest.raises(SpecError, match="served at up to 64 px .prepared once. or at 224 px in "
-                       "this version, not 128"):  # fmt: skip
+                       "this version, not 128"):
         check_data(DataSpec(dataset="imagefolder", resolution=128, augment="rrc_flip"))
     check_data(DataSpec(dataset="imagefolder", resolution=48, augment="rrc_flip"))
     check_data(DataSpec(dataset="cifar10", augment="rrc_flip"))

@@ -44,19 +44,19 @@ def _env(extra: dict | None = None) -> dict:
 
 
 def launch(workdir: Path, matrix: Path, *, rank_env: dict | None = None, world: int = 2,
-           args: tuple[str, ...] = ()):  # fmt: skip
+           args: tuple[str, ...] = ()):
     """The ranks of one `bench run`, each with the launcher's variables (and its own extras)."""
     port = free_port()
     processes = []
     for rank in range(world):
         env = _env({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})  # fmt: skip
+                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
         env.update((rank_env or {}).get(rank, {}))
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--device", "cpu",
              "--workdir", str(workdir), *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))  # fmt: skip
+        ))
     return processes
 
 
@@ -99,7 +99,7 @@ def two_ranks(tmp_path_factory, matrix_file) -> Path:
 def one_process(tmp_path_factory, matrix_file) -> Path:
     workdir = tmp_path_factory.mktemp("one_process")
     result = bench_cli(["run", "--matrix", str(matrix_file), "--device", "cpu"], workdir,
-                       env=_env())  # fmt: skip
+                       env=_env())
     assert result.returncode == 0, result.stderr
     return workdir
 
@@ -138,7 +138,7 @@ def test_every_index_once_per_epoch_and_each_test_image_once(tmp_path):
         [torchrun, "--nproc-per-node", "2", "--master-port", str(free_port()),
          str(HERE / "probe_sharding.py"), str(tmp_path)],
         capture_output=True, text=True, timeout=RANK_TIMEOUT_S, env=_env(),
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for backend in ("memory", "torch", "ffcv"):
@@ -153,7 +153,7 @@ def test_every_index_once_per_epoch_and_each_test_image_once(tmp_path):
 
 
 def test_a_stop_then_a_killed_rank_then_the_rerun_resumes_bitwise(tmp_path, matrix_file,
-                                                                  two_ranks):  # fmt: skip
+                                                                  two_ranks):
     """SIGTERM on rank 1 only: the ranks agree to stop (at epoch 1's end, the next point where
     they compare), and the run is KILLED and resumable. The same command resumes it; SIGKILL
     rank 1 at epoch 2, step 3: rank 0 exits with an error naming rank 1 (gloo sees the socket
@@ -202,21 +202,21 @@ def test_nan_on_one_rank_fails_the_run_on_both(tmp_path, matrix_file):
 
 def test_options_that_cannot_work_under_torchrun_are_one_line(monkeypatch, capsys, tmp_path):
     for key, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(free_port())}.items():  # fmt: skip
+                       "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(key, value)
     assert main(["run", "--matrix", "smoke", "--workers", "2", "--workdir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: --workers: under torchrun every process is one rank")
     assert "\n" not in error
     assert main(["run", "--matrix", "smoke", "--device", "cpu", "--set", "recipe.sync_bn=true",
-                 "--workdir", str(tmp_path)]) == 2  # fmt: skip
+                 "--workdir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: recipe.sync_bn: true: torch's SyncBatchNorm runs on CUDA")
     assert not (tmp_path / "mlflow.db").exists()
 
 
 SMOKE_SHORT = ["--matrix", "smoke", "--seeds", "1", "--set", "recipe.epochs=1",
-               "--set", "methods=[ce,kd]", "--set", "teacher.recipe.epochs=1"]  # fmt: skip
+               "--set", "methods=[ce,kd]", "--set", "teacher.recipe.epochs=1"]
 
 
 def _form(report: Path) -> list[str]:
@@ -238,7 +238,7 @@ def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
         [shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(free_port()),
          "-m", "bench", "run", *SMOKE_SHORT, "--device", "cpu", "--workdir", str(ddp)],
         capture_output=True, text=True, timeout=300, env=_env(),
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "with DDP on 2 ranks (gloo): global batch 64, 32 per rank" in result.stdout
     assert result.stdout.count("done: 2 trained") == 1  # rank 0 alone prints
@@ -257,7 +257,7 @@ def test_smoke_under_torchrun_finishes_and_reports_like_one_process(tmp_path):
 def _report_rows(workdir: Path, matrix: Path, *args: str) -> tuple[str, dict[str, dict]]:
     out = workdir / ("report" + "".join(args))
     result = bench_cli(["report", "--matrix", str(matrix), "--out", str(out), *args], workdir,
-                       env=_env())  # fmt: skip
+                       env=_env())
     assert result.returncode == 0, result.stderr
     with open(out / "runs.csv", newline="") as handle:
         rows = {row["student"]: row for row in csv.DictReader(handle)}
@@ -272,7 +272,7 @@ def test_batchnorm_runs_on_other_ranks_are_another_group_and_plain_ones_pool(tmp
         "pairs: [{teacher: plainnet_test, student: plainnet_test}]",
         "pairs: [{teacher: plainnet_test, student: plainnet_test},\n"
         "        {teacher: plainnet_test, student: bnnet_test}]").replace(
-        "epochs: 3,", "epochs: 1,"))  # fmt: skip
+        "epochs: 3,", "epochs: 1,"))
     workdir = tmp_path / "store"
     single = bench_cli(["run", "--matrix", str(matrix), "--device", "cpu"], workdir, env=_env())
     assert single.returncode == 0, single.stderr
@@ -291,7 +291,7 @@ def test_batchnorm_runs_on_other_ranks_are_another_group_and_plain_ones_pool(tmp
 
 def test_slurm_task_of_eight_gpus_is_one_ddp_group(tmp_path, capsys):
     assert main(["run", "--matrix", "smoke", "--executor", "slurm", "--slurm-gpus-per-task", "8",
-                 "--slurm-nodes", "2", "--dry-run", "--workdir", str(tmp_path)]) == 0  # fmt: skip
+                 "--slurm-nodes", "2", "--dry-run", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "each task one DDP group of 16 ranks (2 nodes x 8)" in out
     assert "#SBATCH --ntasks-per-node=8" in out and "#SBATCH --nodes=2" in out
@@ -300,10 +300,10 @@ def test_slurm_task_of_eight_gpus_is_one_ddp_group(tmp_path, capsys):
 
 def test_a_method_with_two_backward_passes_is_refused_under_ddp(monkeypatch, capsys, tmp_path):
     for key, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-                       "MASTER_PORT": str(free_port())}.items():  # fmt: skip
+                       "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(key, value)
     code = main(["run", "--matrix", "smoke", "--set", "methods=[kd_dot]", "--device", "cpu",
-                 "--workdir", str(tmp_path)])  # fmt: skip
+                 "--workdir", str(tmp_path)])
     assert code == 2
     assert capsys.readouterr().err.startswith("error: method kd_dot: its own optimizer takes two")
 
@@ -328,7 +328,7 @@ def test_sync_bn_keys_the_cell_and_the_ranks_key_the_run():
 SUBMIT_ONE_TASK_OF_TWO = """
 import json, sys
 from pathlib import Path
-from bench.engine import slurm
+from bench.launch import slurm
 from bench.spec import load_matrix
 from bench.store.trackers import MlflowTracker
 work = Path(sys.argv[2])
@@ -349,7 +349,7 @@ def test_a_slurm_task_of_two_ranks_is_one_ddp_group(tmp_path, matrix_file, two_r
     work = tmp_path / "work"
     done = subprocess.run([sys.executable, "-c", SUBMIT_ONE_TASK_OF_TWO, str(matrix_file),
                            str(work)], capture_output=True, text=True, timeout=300,
-                          env=_env())  # fmt: skip
+                          env=_env())
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["left"] == 1 and len(found["results"]) == 1

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 OPTIONS = ("backend", "device", "precision", "teacher_cache", "memory_format")
 FLAGS = ("tf32_matmul", "tf32_cudnn", "cudnn_benchmark", "cudnn_deterministic",
-         "deterministic_algorithms")  # fmt: skip
+         "deterministic_algorithms")
 
 
 def test_runs_csv_and_protocol_list_every_execution_option(tmp_path, capsys):
@@ -22,14 +22,14 @@ def test_runs_csv_and_protocol_list_every_execution_option(tmp_path, capsys):
     run = ["run", "--matrix", str(matrix), "--workdir", str(workdir), "--teacher-cache", "float16"]
     assert main(run + short) == 0
     assert main(["report", "--matrix", str(matrix), "--workdir", str(workdir), "--out", str(out),
-                 *short]) == 0  # fmt: skip
+                 *short]) == 0
     with open(out / "runs.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["state"] == "finished"
     assert {key: row[key] for key in OPTIONS} == {
         "backend": "memory", "device": "cpu", "precision": "fp32",
         "teacher_cache": "float16", "memory_format": "channels_last",
-    }  # fmt: skip
+    }
     assert row["teacher.source"] == "trained"
     for flag in FLAGS + ("device_type", "device_name", "version.torch"):
         assert row[flag] not in ("", None), flag

@@ -52,7 +52,7 @@ def test_cifar100_full_names_what_is_missing_with_the_fix(tmp_path, capsys, offl
     assert teachers.startswith("FAIL  teachers ResNet50, resnet110, resnet32x4")
     assert "cifar_teachers.tar unreachable" in teachers and "-> fix: download " in teachers
     assert checks["summary"].startswith("matrix cifar100_full: ") and "block it here" in checks[
-        "summary"]  # fmt: skip
+        "summary"]
 
 
 def test_a_work_directory_that_cannot_be_written(tmp_path, capsys):
@@ -61,7 +61,7 @@ def test_a_work_directory_that_cannot_be_written(tmp_path, capsys):
     code, checks = doctor([], blocker / "w", capsys)
     assert code == 1
     assert checks["work directory"].startswith(f"FAIL  work directory: {blocker / 'w'} is not "
-                                               "writable")  # fmt: skip
+                                               "writable")
 
 
 def test_a_store_that_does_not_answer(tmp_path, capsys, monkeypatch):
@@ -69,14 +69,14 @@ def test_a_store_that_does_not_answer(tmp_path, capsys, monkeypatch):
     code, checks = doctor([], tmp_path / "w", capsys)
     assert code == 1
     assert checks["store"].startswith(f"FAIL  store: MLflow server {UNREACHABLE} cannot be "
-                                      "reached")  # fmt: skip
+                                      "reached")
 
 
 def test_a_claims_database_that_does_not_answer(tmp_path, capsys):
     code, checks = doctor(["--claims", "postgresql://kd@127.0.0.1:9/db"], tmp_path / "w", capsys)
     assert code == 1
     assert checks["claims"].startswith("FAIL  claims: KDBENCH_CLAIMS: cannot connect to "
-                                       "postgresql://kd@127.0.0.1:9/db")  # fmt: skip
+                                       "postgresql://kd@127.0.0.1:9/db")
 
 
 def test_ffcv_that_does_not_import_blocks_only_an_ffcv_matrix(tmp_path, capsys, monkeypatch):
@@ -93,7 +93,7 @@ def test_too_little_disk(tmp_path, capsys, monkeypatch):
     code, checks = doctor([], tmp_path / "w", capsys)
     assert code == 1
     assert checks["disk"].startswith("FAIL  disk: needs about ") and "0.00 GB free" in checks[
-        "disk"]  # fmt: skip
+        "disk"]
 
 
 def test_slurm_without_sbatch(tmp_path, capsys, monkeypatch):
@@ -101,4 +101,4 @@ def test_slurm_without_sbatch(tmp_path, capsys, monkeypatch):
     code, checks = doctor(["--executor", "slurm"], tmp_path / "w", capsys)
     assert code == 1
     assert checks["slurm"] == ("FAIL  slurm: submitit imports, but no sbatch on PATH -> fix: run "
-                               "on a SLURM login node (or load its module)")  # fmt: skip
+                               "on a SLURM login node (or load its module)")

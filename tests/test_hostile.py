@@ -34,8 +34,9 @@ def run_main(args, workdir, capsys):
 
 
 def assert_unharmed(workdir: Path, tracking: str = "mlflow") -> None:
-    """The store reads, nothing is left RUNNING, and no temp file is left behind."""
-    if tracking == "mlflow" and (workdir / "mlflow.db").exists():
+    """The store is there and reads, nothing is left RUNNING, and no temp file is left behind."""
+    if tracking == "mlflow":
+        assert (workdir / "mlflow.db").is_file(), f"the store {workdir / 'mlflow.db'} is gone"
         records = MlflowTracker(workdir).search()
     else:
         records = JsonLinesTracker(workdir).search()
@@ -109,7 +110,7 @@ SPEC_CASES = {
     "--slurm-gpus-per-task abc": (["--slurm-gpus-per-task", "abc"],
                                   "argument --slurm-gpus-per-task: invalid int value: 'abc'"),
     "--only nothing": (["--only", "zzz*"], "--only 'zzz*': no cell of matrix tiny matches"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", SPEC_CASES)
@@ -128,12 +129,12 @@ COMMAND_CASES = {
                                 "unknown model 'nope'"),
     "perf of a matrix named as a path": (["perf", "--matrix", "ESCAPE", "--steps", "1"],
                                          "name: '../x' is not a safe file name"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", COMMAND_CASES)
 def test_command_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, case,
-                                                              monkeypatch):  # fmt: skip
+                                                              monkeypatch):
     args, needle = COMMAND_CASES[case]
     matrix = write_tiny(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -147,14 +148,14 @@ def test_command_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, 
 
 
 def test_a_report_of_a_matrix_named_as_a_path_writes_nothing_outside(finished, tmp_path, capsys,
-                                                                    monkeypatch):  # fmt: skip
+                                                                    monkeypatch):
     matrix, workdir = copy_of(finished, tmp_path)
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
     before = sorted(tmp_path.rglob("*"))
     for name in ("../../escape", "/tmp/escape", "a/b"):
         code, _, err = run_main(["report", "--matrix", str(matrix), "--set", f"name={name}"],
-                                workdir, capsys)  # fmt: skip
+                                workdir, capsys)
         assert code == 2
         one_error_line(err, f"name: {name!r} is not a safe file name")
     escape = tmp_path / "escape.yaml"
@@ -184,7 +185,7 @@ def test_slurm_dry_run_says_what_it_leaves_to_slurm_and_what_nodes_must_share(tm
     matrix = write_tiny(tmp_path)
     code, out, err = run_main(["run", "--matrix", str(matrix), "--executor", "slurm",
                                "--slurm-gpus-per-task", "0", "--dry-run"], tmp_path / "w",
-                              capsys)  # fmt: skip
+                              capsys)
     assert code == 0
     assert "gpus-per-node" not in out and "CPU-only tasks (--slurm-gpus-per-task 0)" in out
     assert "SLURM's default partition (no --slurm-partition given)" in out
@@ -196,7 +197,7 @@ def test_slurm_dry_run_says_what_it_leaves_to_slurm_and_what_nodes_must_share(tm
 def test_dry_run_and_print_spec_say_how_the_cells_would_execute(tmp_path, capsys):
     matrix = write_tiny(tmp_path)
     code, out, _ = run_main(["run", "--matrix", str(matrix), "--dry-run", "--workers", "2"],
-                            tmp_path / "w", capsys)  # fmt: skip
+                            tmp_path / "w", capsys)
     assert code == 0
     assert out.splitlines()[0] == (
         "execution: 2 worker process(es); device cpu, precision fp32, memory channels_last, "
@@ -204,13 +205,13 @@ def test_dry_run_and_print_spec_say_how_the_cells_would_execute(tmp_path, capsys
         f"claims file locks in {tmp_path}/w/locks"
     )
     code, out, _ = run_main(["run", "--matrix", str(matrix), "--print-spec", "*kd*"],
-                            tmp_path / "w", capsys)  # fmt: skip
+                            tmp_path / "w", capsys)
     spec = json.loads(out)
     assert spec["execution"] | {"store": None} == {
         "device": "cpu", "precision": "fp32", "memory_format": "channels_last",
         "teacher_cache": "none", "world_size": 1, "store": None,
         "claims": f"file locks in {tmp_path}/w/locks",
-    }  # fmt: skip
+    }
 
 
 def test_non_utf8_matrix_names_the_file_and_the_byte(tmp_path, capsys):
@@ -382,7 +383,7 @@ def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path, capsys):
     code, _, err = run_main(["run", "--matrix", str(matrix)], tmp_path / "file" / "w", capsys)
     assert code == 1
     one_error_line(err, f"work directory {tmp_path / 'file' / 'w'} cannot be created (Not a "
-                   "directory)")  # fmt: skip
+                   "directory)")
 
 
 def test_unwritable_work_dir_is_one_line(tmp_path, capsys, monkeypatch):
@@ -447,7 +448,7 @@ def test_report_of_only_failed_runs_is_written_with_the_reasons(tmp_path, capsys
     assert run_main(["run", "--matrix", str(matrix)], workdir, capsys)[0] == 1
     out = tmp_path / "out"
     code, _, err = run_main(["report", "--matrix", str(matrix), "--out", str(out)], workdir,
-                            capsys)  # fmt: skip
+                            capsys)
     assert code == 0, err
     text = (out / "README.md").read_text()
     assert "non-finite loss" in text and "failed" in text
@@ -467,7 +468,7 @@ def test_a_checkpoint_left_behind_by_a_finished_cell_is_removed(finished, tmp_pa
 def test_report_hint_names_the_runs_made_with_other_settings(finished, tmp_path, capsys):
     matrix, workdir = copy_of(finished, tmp_path)
     code, _, err = run_main(["report", "--matrix", str(matrix), "--set", "recipe.epochs=1",
-                             "--set", "recipe.milestones=[1]"], workdir, capsys)  # fmt: skip
+                             "--set", "recipe.milestones=[1]"], workdir, capsys)
     assert code == 2
     one_error_line(err, "no finished runs of matrix 'tiny' as specified in ", "it holds 2 "
                    "finished runs made with recipe.epochs=3 (not 1), recipe.milestones=(2,) (not "
@@ -498,13 +499,13 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, capsys, monkeypatch):
 def test_sigterm_while_the_teacher_trains_stops_and_the_teacher_resumes(tmp_path, capsys):
     path = write_tiny(tmp_path, methods="[kd]")
     path.write_text(path.read_text().replace("teacher: {recipe: {epochs: 1}}",
-                                             "teacher: {recipe: {epochs: 8}}"))  # fmt: skip
+                                             "teacher: {recipe: {epochs: 8}}"))
     workdir = tmp_path / "work"
     env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--matrix", str(path), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 120
     while not list((workdir / "checkpoints").glob("*.pt")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -556,7 +557,7 @@ def test_unreadable_teacher_cache_file_is_quarantined_and_rebuilt(tmp_path):
     teacher = model_zoo.create("resnet8", num_classes=4).eval()
     cache = load_or_build(teacher, teacher_sha="t", data_hash="d", images=images,
                           file_index=index, dtype="float16", device=torch.device("cpu"),
-                          workdir=tmp_path, log=notes.append)  # fmt: skip
+                          workdir=tmp_path, log=notes.append)
     assert tuple(cache.logits.shape) == (3, 162, 4)
     assert len(list(path.parent.glob("*.corrupt-*"))) == 1
     assert any("unreadable" in note and "rebuilding" in note for note in notes)

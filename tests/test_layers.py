@@ -1,10 +1,10 @@
 """Imports run one way between the layers; no first-party import hides inside a function.
 
-cli → perf → engine → data, store, references → spec → methods, model_zoo; report → store,
+cli → perf → launch → engine → data, store, references → spec → methods, model_zoo; report → store,
 references, spec (never the engine: a report needs no training code). `bench/errors.py`,
-`bench/files.py`, `bench/locks.py`, `bench/output.py`, `bench/secrets.py` and `bench/workdir.py`
-are the base every bench layer may use. Inside bench/data the order is transforms → datasets →
-backends → loaders.
+`bench/files.py`, `bench/locks.py`, `bench/output.py`, `bench/secrets.py`, `bench/vocabulary.py`
+and `bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
+transforms → datasets → backends → loaders.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("bench", "methods", "model_zoo")
 BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.output",
-                "bench.secrets", "bench.workdir"}
+                "bench.secrets", "bench.vocabulary", "bench.workdir"}
 
 ALLOWED = {
-    "cli": {"perf", "engine", "report", "data", "store", "references", "spec", "base", "methods",
-            "model_zoo"},
-    "perf": {"engine", "report", "data", "store", "references", "spec", "base", "methods",
-             "model_zoo"},
+    "cli": {"perf", "launch", "engine", "report", "data", "store", "references", "spec", "base",
+            "methods", "model_zoo"},
+    "perf": {"launch", "engine", "report", "data", "store", "references", "spec", "base",
+             "methods", "model_zoo"},
+    "launch": {"engine", "data", "store", "references", "spec", "base", "methods", "model_zoo"},
     "engine": {"data", "store", "references", "spec", "base", "methods", "model_zoo"},
     "report": {"store", "references", "spec", "base"},
     "references": {"spec", "base", "methods"},
@@ -39,7 +40,7 @@ ALLOWED = {
 LAZY_FIRST_PARTY_ALLOWED = {"cli", "perf"}
 # sharding (a rank's part of each batch of an epoch order) sits with the order it cuts
 DATA_ORDER = {"augment": 0, "folder_transforms": 0, "strong_augment": 0, "sharding": 0,
-              "datasets": 1, "backends": 2}  # fmt: skip
+              "datasets": 1, "backends": 2}
 DATA_TOP = 3  # loaders, prepare, the package itself
 
 
@@ -189,7 +190,7 @@ def _code_words(tree: ast.AST) -> set[str]:
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
         and node.body and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
-    }  # fmt: skip
+    }
     words: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):

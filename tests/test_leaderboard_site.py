@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 PAIRS = [("resnet20", "resnet8"), ("resnet32", "resnet8"), ("resnet56", "resnet20"),
          ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
          ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("vgg13", "vgg8"),
-         ("resnet32x4", "ShuffleV1")]  # fmt: skip
+         ("resnet32x4", "ShuffleV1")]
 OFFSETS = {"ce": -3.0, "kd": 0.0, "cakd": 0.0, "kd_t2": 0.3, "dkd": 1.0}
 RAW = {
     "name": "planted",
@@ -32,7 +32,7 @@ RAW = {
     "methods": ["ce", "kd", "dkd", "cakd", {"name": "kd", "label": "kd_t2",
                                             "params": {"temperature": 2}}],
     "seeds": 3,
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def site(tmp_path_factory):
     path.write_text(yaml.safe_dump(RAW))
     out = folder / "site"
     assert main(["leaderboard", "--matrix", str(path), "--workdir", str(folder), "--tracking",
-                 "none", "--out", str(out)]) == 0  # fmt: skip
+                 "none", "--out", str(out)]) == 0
     return out
 
 

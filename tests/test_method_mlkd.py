@@ -146,7 +146,7 @@ def test_a_student_equal_to_its_teacher_leaves_only_the_two_cross_entropies(seed
 @pytest.mark.parametrize("seed", range(5))
 def test_the_masks_keep_what_numpys_median_keeps(seed):
     values = torch.rand(2 * seed + 3 + (seed % 2), generator=torch.Generator().manual_seed(seed),
-                        dtype=torch.float64)  # fmt: skip
+                        dtype=torch.float64)
     kept = (values.numpy() <= np.percentile(values.numpy(), 50)).mean()
     assert kept_fraction(values).item() == pytest.approx(kept, abs=0.0)
 
@@ -171,11 +171,11 @@ def test_the_strong_view_is_the_same_on_every_backend_and_a_function_of_seed_epo
     from bench.spec import DataSpec, SyntheticConfig
 
     data = {"dataset": "synthetic", "synthetic": SyntheticConfig(train_per_class=6,
-                                                                 test_per_class=2)}  # fmt: skip
+                                                                 test_per_class=2)}
     batches = {}
     for backend in ("memory", "torch", "ffcv"):
         loaders = make_loaders(DataSpec(**data, backend=backend), batch_size=16, seed=1,
-                               device="cpu", workdir=tmp_path, views=2)  # fmt: skip
+                               device="cpu", workdir=tmp_path, views=2)
         batches[backend] = [(x.clone(), y.clone(), i.clone()) for x, y, i in loaders.train.epoch(2)]
     for backend in ("torch", "ffcv"):
         for (a, la, ia), (b, lb, ib) in zip(batches["memory"], batches[backend], strict=True):
@@ -183,12 +183,12 @@ def test_the_strong_view_is_the_same_on_every_backend_and_a_function_of_seed_epo
     images, labels, _ = batches["memory"][0]
     assert images.shape == (32, 3, 32, 32) and labels.shape == (16,)
     one_view = make_loaders(DataSpec(**data), batch_size=16, seed=1, device="cpu",
-                            workdir=tmp_path)  # fmt: skip
+                            workdir=tmp_path)
     weak = next(iter(one_view.train.epoch(2)))[0]
     assert torch.equal(images[:16], weak)  # the weak view is the single-view batch
     assert not torch.equal(images[16:], weak)
     again = make_loaders(DataSpec(**data), batch_size=16, seed=1, device="cpu",
-                         workdir=tmp_path, views=2)  # fmt: skip
+                         workdir=tmp_path, views=2)
     assert torch.equal(next(iter(again.train.epoch(2)))[0], images)  # resumable: no RNG state
     assert not torch.equal(next(iter(again.train.epoch(3)))[0][16:], images[16:])
 
@@ -199,12 +199,12 @@ def test_two_views_are_refused_in_one_line_where_they_cannot_be_served():
 
     raw = {"name": "m", "pairs": [{"teacher": "torchvision:resnet34",
                                    "student": "torchvision:resnet18"}],
-           "methods": ["mlkd"], "data": {"dataset": "imagenet"}}  # fmt: skip
+           "methods": ["mlkd"], "data": {"dataset": "imagenet"}}
     with pytest.raises(SpecError, match="method 'mlkd': data: a two-view method needs a strong "
-                       "view.*not imagenet at 224 px"):  # fmt: skip
+                       "view.*not imagenet at 224 px"):
         build_matrix(raw, "t", data_hash="h")
     raw = {"name": "m", "pairs": [{"teacher": "resnet20", "student": "resnet8"}],
-           "methods": ["mlkd"], "data": {"dataset": "synthetic"}}  # fmt: skip
+           "methods": ["mlkd"], "data": {"dataset": "synthetic"}}
     with pytest.raises(SpecError, match="--teacher-cache: method 'mlkd' sees a strong view"):
         build_matrix(raw, "t", data_hash="h", teacher_cache="float16")
     build_matrix(raw, "t", data_hash="h")
@@ -225,7 +225,7 @@ def test_the_strong_view_paints_the_authors_cutout_on_most_images():
 
     black = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
     out = strong_view(black, seed=0, epoch=1, indices=torch.arange(64),
-                      stats=CIFAR100_NORMALIZATION)  # fmt: skip
+                      stats=CIFAR100_NORMALIZATION)
     mean, std = CIFAR100_NORMALIZATION.tensors("cpu")
     pixels = (out * std + mean) * 255
     grey = torch.tensor(CUTOUT_FILL, dtype=torch.float32).view(1, 3, 1, 1)

@@ -208,31 +208,54 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(KEYS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_terms_are_float32_scalars_that_add_up_to_the_loss(name, dtype):
+def _prepared(name: str, classes: int = C) -> methods.Method:
+    """A method made and prepared as the engine does, from what it declares it needs."""
+    method = methods.create(name, num_classes=classes)
+    context = methods.MethodContext(
+        num_classes=classes, train_size=10, dataset="synthetic", device=torch.device("cpu"),
+        teacher_classifier=torch.nn.Linear(8, classes) if method.needs.teacher_classifier
+        else None,
+    )
+    assert method.prepare(context) is None
+    return method
+
+
+def _outputs(name: str, dtype=torch.float32) -> dict:
+    """The method's terms on drawn logits, given only what it declares it needs: no teacher
+    logits when it needs no teacher, the weak then strong views' logits when it needs two."""
+    method = _prepared(name)
     student, teacher, target = draw(2, dtype=dtype)
-    out = methods.create(name)(student, teacher, target, 3)
-    assert list(out) == KEYS[name]
+    if method.needs.two_views:
+        student, teacher = torch.cat([student, student.flip(0)]), torch.cat([teacher, teacher])
+    return method(student, teacher if method.needs.teacher else None, target, 3)
+
+
+@pytest.mark.parametrize("name", methods.available())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_every_method_gives_float32_scalar_terms_that_add_up_to_its_loss(name, dtype):
+    out = _outputs(name, dtype)
+    assert next(iter(out)) == "loss" and len(out) > 1
     for value in out.values():
         assert value.dtype == torch.float32 and value.shape == ()
     total = torch.zeros(())
-    for key in KEYS[name][1:]:
+    for key in list(out)[1:]:
         total = total + out[key]
     assert torch.equal(out["loss"], total)
 
 
-def test_method_is_a_module_with_teacher_flag_and_prepare_hook():
-    for name in methods.available():
-        method = methods.create(name)
-        assert isinstance(method, torch.nn.Module)
-        assert method.needs.teacher == (name != "ce")
-        context = methods.MethodContext(
-            num_classes=100, train_size=10, dataset="synthetic", device=torch.device("cpu"),
-            teacher_classifier=torch.nn.Linear(8, 100)
-            if method.needs.teacher_classifier else None,
-        )  # fmt: skip
-        assert method.prepare(context) is None
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_the_papers_terms_are_named_as_the_papers_name_them(name):
+    assert list(_outputs(name)) == KEYS[name]
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_every_method_is_a_module_that_trains_on_what_it_declares_it_needs(name):
+    """A method that declares no teacher trains without teacher logits (the engine gives it
+    none); one that declares a teacher is given them."""
+    method = _prepared(name)
+    assert isinstance(method, torch.nn.Module)
+    loss = _outputs(name)["loss"]
+    assert torch.isfinite(loss)
 
 
 def test_ce_ignores_the_teacher():

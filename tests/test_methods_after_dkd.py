@@ -47,7 +47,7 @@ GOLDEN = {
         [[-0.6804361556606715, 0.2371899253417355, 0.39179870515114573, 0.05144752516778989],
          [0.7949810300368204, -0.45427867415928186, -0.21631875308921136, -0.12438360278832714]],
     ),
-}  # fmt: skip
+}
 # JiamingLv/WKD mdistiller/distillers/WKD.py wkd_logit_loss_with_speration(T=2, gamma=1,
 # sinkhorn 0.05 x 10) with the "fc" cost (COST_MATRIX_SHARPEN 1.0) of this classifier, its two
 # .to(torch.float32) casts removed so that it runs in float64
@@ -56,7 +56,7 @@ WKD_GOLDEN = (
     0.6769620920876733,
     [[-0.2750476680547622, 0.007352334145101988, 0.24535077993383606, 0.0223445539758242],
      [0.047694601756028854, -0.012143271376205732, -0.0034465293823310005, -0.03210480099749214]],
-)  # fmt: skip
+)
 NEW = ("ttm", "wttm", "nkd", "wkd_l", "kd_dot")
 
 
@@ -82,9 +82,9 @@ def test_golden_loss_and_gradient_of_the_authors_code(key):
     loss = methods.create(name, num_classes=4, **dict(params))(student, teacher, target, 1)["loss"]
     loss.backward()
     torch.testing.assert_close(loss.detach(), torch.tensor(loss_value, dtype=torch.float64),
-                               rtol=1e-6, atol=0.0)  # fmt: skip
+                               rtol=1e-6, atol=0.0)
     torch.testing.assert_close(student.grad, torch.tensor(gradient, dtype=torch.float64),
-                               rtol=1e-6, atol=1e-12)  # fmt: skip
+                               rtol=1e-6, atol=1e-12)
 
 
 def test_wkd_l_golden_loss_and_gradient_of_the_authors_code():
@@ -92,9 +92,9 @@ def test_wkd_l_golden_loss_and_gradient_of_the_authors_code():
     loss = _wkd(temperature=2.0, w_ce=0.0, w_wd=1.0)(student, teacher, target, 1)["loss"]
     loss.backward()
     torch.testing.assert_close(loss.detach(), torch.tensor(WKD_GOLDEN[0], dtype=torch.float64),
-                               rtol=1e-6, atol=0.0)  # fmt: skip
+                               rtol=1e-6, atol=0.0)
     torch.testing.assert_close(student.grad, torch.tensor(WKD_GOLDEN[1], dtype=torch.float64),
-                               rtol=1e-6, atol=1e-12)  # fmt: skip
+                               rtol=1e-6, atol=1e-12)
 
 
 def test_wkd_l_without_the_distance_is_ce_plus_nkds_target_term_and_decays_by_a_half_cosine():
@@ -104,7 +104,7 @@ def test_wkd_l_without_the_distance_is_ce_plus_nkds_target_term_and_decays_by_a_
     nkd = methods.create("nkd", gamma=0.0)
     without = wkd(student, teacher, target, 1)["loss"]
     torch.testing.assert_close(without, nkd(student, teacher, target, 1)["loss"], rtol=1e-12,
-                               atol=0.0)  # fmt: skip
+                               atol=0.0)
     decaying = methods.create("wkd_l", w_wd=600.0, decay_start=150, decay_end=240)
     assert decaying.weight_at(150) == 600.0 and decaying.weight_at(240) == pytest.approx(0.0)
     assert decaying.weight_at(195) == pytest.approx(300.0)
@@ -133,14 +133,14 @@ def test_gradcheck_on_a_tiny_case(name):
         return model(student, teacher, target, 30)["loss"]
 
     assert torch.autograd.gradcheck(loss, (torch.tensor(Y_S, dtype=torch.float64,
-                                                        requires_grad=True),))  # fmt: skip
+                                                        requires_grad=True),))
 
 
 def _random(seed, batch=16, classes=10, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, classes, generator=g, dtype=torch.float64) * scale,
             torch.randn(batch, classes, generator=g, dtype=torch.float64) * scale,
-            torch.randint(0, classes, (batch,), generator=g))  # fmt: skip
+            torch.randint(0, classes, (batch,), generator=g))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -178,7 +178,7 @@ def test_standardized_losses_ignore_a_shift_and_a_positive_scale_of_each_row(nam
     student, teacher, target = _random(seed)
     g = torch.Generator().manual_seed(100 + seed)
     shift = lambda z: z * (0.5 + 2 * torch.rand(len(z), 1, generator=g, dtype=z.dtype)) + (  # noqa: E731
-        torch.randn(len(z), 1, generator=g, dtype=z.dtype) * 10)  # fmt: skip
+        torch.randn(len(z), 1, generator=g, dtype=z.dtype) * 10)
     method = methods.create(name, num_classes=10, standardize=True)
     base = method(student, teacher, target, 30)
     moved = method(shift(student), shift(teacher), target, 30)
@@ -209,7 +209,7 @@ def test_nkd_sums_the_target_term_and_the_renormalized_non_target_cross_entropy(
                                           ("wkd_l", {"temperature": 1.0}),
                                           ("nkd", {"temperature": 1.0}),
                                           ("kd", {"standardize": True, "temperature": 1.0}),
-                                          ("dkd", {"standardize": True})])  # fmt: skip
+                                          ("dkd", {"standardize": True})])
 def test_losses_stay_finite_at_extreme_logits(name, params):
     g = torch.Generator().manual_seed(0)
     student = (torch.randn(8, 100, generator=g) * 1e4).requires_grad_()
@@ -240,7 +240,7 @@ def test_each_method_trains_in_the_smoke_matrix(name, tmp_path):
     args = ["run", "--matrix", "smoke", "--workdir", str(tmp_path), "--tracking", "none",
             "--set", f"methods=[{name}]", "--set", "recipe.epochs=1", "--set",
             "recipe.milestones=[]", "--set", "teacher.recipe.epochs=1", "--seeds", "1",
-            "--subset-per-class", "10"]  # fmt: skip
+            "--subset-per-class", "10"]
     assert main(args) == 0
     runs = JsonLinesTracker(tmp_path).search()
     assert [r.status for r in runs if r.tags["role"] == "student"] == [FINISHED]
@@ -250,7 +250,7 @@ def test_each_method_trains_in_the_smoke_matrix(name, tmp_path):
 # Linear(3, 4) from these values, lr 0.05, momentum 0.9 ± 0.075, weight decay 5e-4, in float64,
 # with its trainer's call order (trainer.py DOT.train_iter)
 DOT_START = ([[0.2, -0.1, 0.4], [0.0, 0.3, -0.2], [-0.5, 0.1, 0.1], [0.3, 0.3, 0.0]],
-             [0.1, -0.1, 0.0, 0.05])  # fmt: skip
+             [0.1, -0.1, 0.0, 0.05])
 DOT_X = [[1.0, 2.0, -1.0], [0.5, -0.3, 0.8]]
 DOT_GOLDEN = (
     [[0.2546802770662052, 0.09066802746387867, 0.2639989233304499],
@@ -258,7 +258,7 @@ DOT_GOLDEN = (
      [-0.5262482163071709, 0.05799509997233882, 0.11566339981735436],
      [0.2794514184767807, 0.1967870765296256, 0.08266434194715509]],
     [0.1234471256565104, -0.09643814361399888, -0.030406432888600916, 0.05339078771015114],
-)  # fmt: skip
+)
 
 
 def _dot_run(name: str, steps: int = 3, **params):
@@ -283,9 +283,9 @@ def _dot_run(name: str, steps: int = 3, **params):
 def test_kd_dot_follows_mdistillers_distillation_oriented_trainer():
     model, optimizer = _dot_run("kd_dot")
     torch.testing.assert_close(model.weight.detach(), torch.tensor(DOT_GOLDEN[0],
-                               dtype=torch.float64), rtol=1e-6, atol=1e-12)  # fmt: skip
+                               dtype=torch.float64), rtol=1e-6, atol=1e-12)
     torch.testing.assert_close(model.bias.detach(), torch.tensor(DOT_GOLDEN[1],
-                               dtype=torch.float64), rtol=1e-6, atol=1e-12)  # fmt: skip
+                               dtype=torch.float64), rtol=1e-6, atol=1e-12)
     # both momenta are optimizer state, so a checkpoint resumes them
     state = optimizer.state_dict()["state"]
     assert all({"task", "kd"} <= set(s) for s in state.values())
@@ -323,7 +323,7 @@ def test_cifar100_methods_lists_its_cells_and_shares_cifar100_fulls():
     methods_matrix = load("cifar100_methods", data_hash="h")
     full = load("cifar100_full", data_hash="h")
     labels = ["ce", "kd", "dkd", "cakd", "kd+ls", "dkd+ls", "ttm", "wttm", "nkd", "wkd_l", "kd+dot",
-              "mlkd"]  # fmt: skip
+              "mlkd"]
     assert list(methods_matrix.method_labels) == labels
     assert len(methods_matrix.runs) == 11 * 11 * 5 + 9 * 5
     shared = {r.cell_key for r in full.runs}
@@ -335,7 +335,7 @@ def test_cifar100_methods_lists_its_cells_and_shares_cifar100_fulls():
     assert {(r.teacher.arch, r.student, r.method.params["beta"]) for r in dkd_ls} == {
         (r.teacher.arch, r.student, r.method.params["beta"])
         for r in full.runs if r.method.name == "dkd" and r.seed == 0
-    }  # fmt: skip
+    }
     assert all(r.method.params["standardize"] is True for r in dkd_ls)
 
 
@@ -352,12 +352,12 @@ def test_a_report_of_cifar100_methods_renders_every_method_and_the_published_num
 
     raw = copy.deepcopy(read_matrix_yaml("cifar100_methods")[0])
     raw["pairs"] = [p for p in raw["pairs"] if (p["teacher"], p["student"]) ==
-                    ("resnet32x4", "resnet8x4")]  # fmt: skip
+                    ("resnet32x4", "resnet8x4")]
     matrix = build_matrix(raw, "t", data_hash="abc")
     tracker = JsonLinesTracker(tmp_path)
     log_finished(tracker, matrix, lambda run: {
         "last_top1": 74.0 + run.seed * 0.2, "best_top1": 74.9 + run.seed * 0.2,
-        "teacher_top1": 79.40})  # fmt: skip
+        "teacher_top1": 79.40})
     (tmp_path / "m.yaml").write_text(pyyaml.safe_dump(raw))
     write_report(matrix, tracker, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()
@@ -366,7 +366,7 @@ def test_a_report_of_cifar100_methods_renders_every_method_and_the_published_num
         assert f" {label} " in leaderboard.splitlines()[4], label
     published = text[text.index("## Published numbers"):].split("\n## ")[0]
     rows = {line.split("|")[3].strip(): line for line in published.splitlines()
-            if line.startswith("| resnet32x4 ")}  # fmt: skip
+            if line.startswith("| resnet32x4 ")}
     assert "75.12" in rows["kd+dot"] and f"{75.3 - 75.12:+.2f} (ours best" in rows["kd+dot"]
     assert "76.17" in rows["ttm"] and "not comparable: ttm's published parameters are not" in (
         rows["ttm"])
@@ -392,7 +392,7 @@ def test_dot_decays_a_distillation_only_parameter_from_its_second_step_as_mdisti
     shared = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
     kd_only = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
     optimizer = DistillationOrientedTrainer([shared, kd_only], lr=lr, momentum_task=mu_task,
-                                            momentum_kd=mu_kd, weight_decay=decay)  # fmt: skip
+                                            momentum_kd=mu_kd, weight_decay=decay)
     grads = [torch.tensor([0.3], dtype=torch.float64), torch.tensor([-0.2], dtype=torch.float64)]
     expected, buffer = 2.0, None
     for g in grads:

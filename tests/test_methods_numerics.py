@@ -13,7 +13,7 @@ from methods.partition_kl import partition_kl
 RTOL64 = dict(rtol=1e-10, atol=0.0)
 TOL32 = dict(rtol=1e-5, atol=1e-6)
 
-# --- golden values (reference/METHODS.md) -------------------------------------------------------
+# --- golden values (the loss definitions in each method's paper) ---------------------------
 
 Z_S = [[1.0, 2.0, 0.5, -1.0, 0.0, 0.7], [0.3, -0.2, 2.5, 1.0, -1.5, 0.0]]
 Z_T = [[2.0, 1.0, 0.0, -2.0, 0.5, 1.5], [0.0, 0.5, 4.0, -1.0, 1.0, 2.0]]

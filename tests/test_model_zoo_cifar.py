@@ -25,7 +25,15 @@ def cifar_model(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module]:
 
 def test_every_manifest_model_is_registered() -> None:
     assert set(CIFAR_NAMES) <= set(model_zoo.list_models())
-    assert len(CIFAR_NAMES) == 23
+
+
+def test_every_cifar_model_of_the_zoo_is_checked_against_a_reference() -> None:
+    """A 32 px model is held to mdistiller's state_dict manifest (here) or to torchvision's twin
+    with a CIFAR stem (test_model_zoo_small_image_families): a new one needs one of them."""
+    from tests.test_model_zoo_small_image_families import TORCHVISION_TWINS
+
+    cifar = {name for name in model_zoo.list_models() if model_zoo.input_resolution(name) == 32}
+    assert cifar - set(MANIFEST) - set(TORCHVISION_TWINS) == set()
 
 
 def test_state_dict_keys_and_shapes_match_manifest(cifar_model) -> None:

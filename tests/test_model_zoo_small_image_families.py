@@ -46,7 +46,7 @@ def _golden_state(model):
             state[key] = torch.ones_like(value)
         else:
             state[key] = torch.randn(value.shape, generator=g) / value[0].numel() ** 0.5
-    return state, torch.randn(2, 3, 64, 64, generator=g)  # fmt: skip
+    return state, torch.randn(2, 3, 64, 64, generator=g)
 
 
 # mdistiller's mobilenetv2_tinyimagenet in eval mode with `_golden_state`: logits[:, :3], run
@@ -64,10 +64,13 @@ def test_tiny_imagenet_mobilenetv2_computes_what_mdistillers_does():
     assert torch.allclose(logits, torch.tensor(MDISTILLER_MV2_TINY_LOGITS), atol=1e-4)
 
 
-@pytest.mark.parametrize("name,builder", [("ResNet34", torchvision.models.resnet34),
-                                          ("ResNet101", torchvision.models.resnet101),
-                                          ("ResNet18", torchvision.models.resnet18),
-                                          ("ResNet50", torchvision.models.resnet50)])  # fmt: skip
+TORCHVISION_TWINS = {"ResNet34": torchvision.models.resnet34,
+                     "ResNet101": torchvision.models.resnet101,
+                     "ResNet18": torchvision.models.resnet18,
+                     "ResNet50": torchvision.models.resnet50}
+
+
+@pytest.mark.parametrize("name,builder", sorted(TORCHVISION_TWINS.items()))
 def test_cifar_stem_resnets_are_torchvisions_with_a_small_stem(name, builder):
     theirs = builder(num_classes=10)
     theirs.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)

@@ -52,7 +52,7 @@ def test_sigkill_of_the_workers_parent_leaves_every_run_resumable(tmp_path):
     # a run stopped past its first epoch resumes from its checkpoint (one stopped before it,
     # started meanwhile, resumes from the start)
     assert all((work / "checkpoints" / f"{r.tags['run_key']}.pt").is_file() for r in killed
-               if int(r.tags.get("epoch", "0")) >= 1)  # fmt: skip
+               if int(r.tags.get("epoch", "0")) >= 1)
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr

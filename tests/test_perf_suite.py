@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_suite_runs_on_the_cpu_and_writes_both_files(tmp_path, capsys):
     assert main(["perf", "--suite", "--device", "cpu", "--out", str(tmp_path), "--workdir",
-                 str(tmp_path / "w")]) == 0  # fmt: skip
+                 str(tmp_path / "w")]) == 0
     result = json.loads((tmp_path / "suite.json").read_text())
     assert result["device"].startswith("x86_64") or "cpu" in result["device"]
     assert "skipped" in result["cuda_tests"]["result"]  # no CUDA here: said, not hidden
@@ -29,5 +29,5 @@ def test_the_suite_runs_on_the_cpu_and_writes_both_files(tmp_path, capsys):
     text = (tmp_path / "suite.md").read_text()
     assert text.startswith(f"# kdbench perf --suite on {result['device']}")
     for heading in ("## cuda-marked tests", "## The training loop", "## fp32 against bf16",
-                    "## Matrix throughput by runs per device"):  # fmt: skip
+                    "## Matrix throughput by runs per device"):
         assert heading in text

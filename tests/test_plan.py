@@ -60,9 +60,9 @@ def test_the_predicted_wall_clock_of_two_workers_is_within_25_percent(tmp_path, 
     work = tmp_path / "work"
     threads = max(1, (os.cpu_count() or 1) // 2)  # as each of 2 workers has
     assert main(["perf", "--matrix", str(matrix), "--steps", "10", "--device", "cpu",
-                 "--threads", str(threads), "--workdir", str(work)]) == 0  # fmt: skip
+                 "--threads", str(threads), "--workdir", str(work)]) == 0
     assert main(["plan", "--matrix", str(matrix), "--workers", "2", "--workdir", str(work),
-                 "--out", str(tmp_path / "plan")]) == 0  # fmt: skip
+                 "--out", str(tmp_path / "plan")]) == 0
     predicted = json.loads((tmp_path / "plan" / "plan.json").read_text())["wall_clock_s"]
     env = {k: v for k, v in os.environ.items() if k != "KDBENCH_FAULT"}
     started = time.monotonic()
@@ -82,7 +82,7 @@ def test_k_runs_per_gpu_take_the_throughput_the_suite_measured_for_k(tmp_path):
     (tmp_path / "perf").mkdir()
     (tmp_path / "perf" / "runs-per-device.json").write_text(json.dumps({
         "device": "NVIDIA H100", "rows": [{"workers": 1, "ratio_to_first": 1.0},
-                                          {"workers": 2, "ratio_to_first": 1.6}]}))  # fmt: skip
+                                          {"workers": 2, "ratio_to_first": 1.6}]}))
     measured = slots_for(args, "cuda")
     assert (measured.count, measured.share) == (4, 0.8)
     assert "measured by bench perf --suite on NVIDIA H100" in measured.describe

@@ -38,13 +38,13 @@ def released_archive(folder: Path, arch: str = "resnet20", seed: int = 0) -> tup
 
 
 def references(folder: Path, url: str, teacher_top1: float | None,
-               sha256: dict | None = None) -> Path:  # fmt: skip
+               sha256: dict | None = None) -> Path:
     """A $KDBENCH_REFERENCES folder: a release for the synthetic data (its files pinned by
     `sha256`), and its teacher's paper (no accuracy to check against where `teacher_top1` is
     None)."""
     folder.mkdir(parents=True, exist_ok=True)
     release = {"name": "test-release", "url": url, "member": MEMBER, "tolerance": 0.15,
-               "sha256": sha256 or {"resnet20": None}, "sha256_source": "a test"}  # fmt: skip
+               "sha256": sha256 or {"resnet20": None}, "sha256_source": "a test"}
     (folder / "teachers.yaml").write_text(yaml.safe_dump({"synthetic": release}))
     row = f"synthetic,resnet20,resnet8,teacher,{teacher_top1},,last,1,,synthetic_release,,a test\n"
     (folder / "published.csv").write_text(
@@ -68,7 +68,7 @@ def matrix_file(folder: Path, seeds: int = 1) -> Path:
         "pairs": [{"teacher": "resnet20", "student": "resnet8"}],
         "methods": ["kd"],
         "seeds": seeds,
-    }  # fmt: skip
+    }
     path = folder / f"pubteach{seeds}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -88,7 +88,7 @@ def http_server(tmp_path):
 
 def run(matrix: Path, workdir: Path, capsys, tracking: str = "none"):
     code = main(["run", "--matrix", str(matrix), "--workdir", str(workdir), "--device", "cpu",
-                 "--tracking", tracking])  # fmt: skip
+                 "--tracking", tracking])
     captured = capsys.readouterr()
     return code, captured.out + captured.err, [x for x in captured.err.splitlines() if x.strip()]
 
@@ -173,7 +173,7 @@ def test_a_dataset_without_a_release_is_one_line_exit_2(tmp_path, monkeypatch, c
     code, _, err = run(matrix_file(tmp_path), tmp_path / "work", capsys)
     assert code == 2
     one_error_line(err, "no released teachers are recorded for dataset 'synthetic'",
-                   "teacher.source: trained")  # fmt: skip
+                   "teacher.source: trained")
 
 
 def test_two_released_files_key_their_students_apart_and_a_pin_refuses_another_file(
@@ -202,14 +202,14 @@ def test_two_released_files_key_their_students_apart_and_a_pin_refuses_another_f
     assert "resnet20" in line and "not pinned" in line and hashes["b"][:16] in line
 
     pinned = references(tmp_path / "refs_pinned", (tmp_path / "b" / "cifar_teachers.tar").as_uri(),
-                        None, sha256={"resnet20": hashes["a"][:12]})  # fmt: skip
+                        None, sha256={"resnet20": hashes["a"][:12]})
     monkeypatch.setenv("KDBENCH_REFERENCES", str(pinned))
     work = tmp_path / "work_pinned"
     code, _, err = run(matrix_file(tmp_path), work, capsys)
     assert code == 2
     err = [line for line in err if "%|" not in line]  # torch.hub's download progress
     one_error_line(err, "teacher resnet20", hashes["b"][:16], f"not the pinned {hashes['a'][:12]}",
-                   "test-release (a test)")  # fmt: skip
+                   "test-release (a test)")
     assert JsonLinesTracker(work).search() == []
     assert main(["teachers", "--workdir", str(work)]) == 0
     listing = capsys.readouterr().out

@@ -37,7 +37,7 @@ def test_the_three_cluster_blocks_are_commands_kdbench_and_mlflow_accept(tmp_pat
 
     from bench.__main__ import main
     from bench.cli import build_parser
-    from bench.engine.workers import parse_gpus, worker_slots
+    from bench.launch.workers import parse_gpus, worker_slots
 
     one_machine, gpu_box, cluster = _cluster_blocks()
     parser = build_parser()
@@ -55,7 +55,7 @@ def test_the_three_cluster_blocks_are_commands_kdbench_and_mlflow_accept(tmp_pat
     server = shlex.split(cluster[0])
     assert server[:2] == ["mlflow", "server"]
     help_text = subprocess.run([sys.executable, "-m", "mlflow", "server", "--help"],
-                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+                               capture_output=True, text=True, check=True).stdout
     for word in server[2:]:
         if word.startswith("--"):
             assert word in help_text, word

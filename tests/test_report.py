@@ -137,7 +137,7 @@ def store(tmp_path_factory):
     log_run(tracker, subset_kd, last=5.0, teacher_top1=60.0)
     out = root / "out"
     code = main(["report", "--matrix", str(path), "--workdir", str(root / "work"),
-                 "--out", str(out), "--format", "html"])  # fmt: skip
+                 "--out", str(out), "--format", "html"])
     return SimpleNamespace(root=root, path=path, matrix=matrix, tracker=tracker, out=out, code=code)
 
 
@@ -161,7 +161,7 @@ def _columns_by_mean_rank(pairs, labels):
     ranks = {label: [] for label in labels}
     for pair in pairs:
         means = {label: mean(values(pair, label)) for label in labels
-                 if (pair, label) in LAST and values(pair, label)}  # fmt: skip
+                 if (pair, label) in LAST and values(pair, label)}
         if len(means) < 2:
             continue
         for label, m in means.items():  # rank 1 = best; no ties in this store
@@ -176,7 +176,7 @@ def test_leaderboard_means_stds_n_and_best_marking(store):
     assert header == _columns_by_mean_rank((A, B, C), ["ce", "kd", "dkd", "cakd"])
     assert header != ["ce", "kd", "dkd", "cakd"]  # the matrix order is not the rank order
     row_a = dict(zip(header, table_row(text, heading, ["resnet56 (72.00)", "resnet20"])[2:],
-                     strict=True))  # fmt: skip
+                     strict=True))
     assert row_a == {
         "ce": cell(values(A, "ce")),
         "kd": cell(values(A, "kd")),
@@ -184,7 +184,7 @@ def test_leaderboard_means_stds_n_and_best_marking(store):
         "cakd": cell(values(A, "cakd")),
     }
     row_b = dict(zip(header, table_row(text, heading, ["wrn_40_2 (76.10)", "wrn_16_2"])[2:],
-                     strict=True))  # fmt: skip
+                     strict=True))
     assert row_b == {m: cell(values(B, m)) for m in ("ce", "kd", "dkd", "cakd")}  # no bold
     assert "(2)" in row_b["cakd"]  # the failed seed is not counted
     row_c = dict(zip(header, table_row(text, heading, ["vgg13", "vgg8"])[2:], strict=True))
@@ -327,7 +327,7 @@ def test_plots_exist_decode_and_have_one_line_and_bar_per_method(store):
     results = Results(store.matrix, collect(store.matrix, store.tracker))
     ids = [c.record.run_id for c in results.cells if c.state == "finished"]
     figures = pair_figures(store.matrix, results, fetch_histories(store.tracker, ids, "test/top1"),
-                           "last")  # fmt: skip
+                           "last")
     for pair, methods_with_runs in ((A, 4), (B, 4), (C, 1)):
         curves = figures[pair]["curves"].axes[0]
         assert len(curves.get_lines()) == methods_with_runs
@@ -348,7 +348,7 @@ def test_html_and_latex_outputs(store, tmp_path):
     assert "<table>" in html and "<b>" + cell(values(A, "dkd")) + "</b>" in html
     assert '<img src="plots/' in html
     assert main(["report", "--matrix", str(store.path), "--workdir", str(store.root / "work"),
-                 "--out", str(tmp_path), "--format", "latex", "--metric", "best"]) == 0  # fmt: skip
+                 "--out", str(tmp_path), "--format", "latex", "--metric", "best"]) == 0
     tex = (tmp_path / "tables.tex").read_text()
     assert "\\toprule" in tex and "\\textbf{" in tex and "$\\pm$" in tex
     text = (tmp_path / "README.md").read_text()
@@ -384,7 +384,7 @@ def test_empty_store_exits_2_with_one_line(tmp_path, capsys, tracking):
 def test_a_store_without_this_matrix_exits_2(store, tmp_path, capsys):
     other = tmp_path / "other.yaml"
     other.write_text(MATRIX.replace("name: reptest", "name: other").replace("seeds: 3", "seeds: 1")
-                     .replace("lr: 0.05", "lr: 0.1"))  # fmt: skip
+                     .replace("lr: 0.05", "lr: 0.1"))
     args = ["report", "--matrix", str(other), "--workdir", str(store.root / "work")]
     assert main(args + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -406,6 +406,6 @@ def test_methods_are_ranked_by_their_mean_rank_over_the_pairs(store):
     heading = "Methods by mean rank over the pairs (last-epoch)"
     section = text[text.index(heading):].split("\n#")[0]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith("| ") and "---" not in line][1:]  # fmt: skip
+            if line.startswith("| ") and "---" not in line][1:]
     assert rows == [["dkd", "1.00", "2"], ["kd", "2.50", "2"], ["cakd", "2.50", "2"],
-                    ["ce", "4.00", "2"]]  # fmt: skip
+                    ["ce", "4.00", "2"]]

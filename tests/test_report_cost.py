@@ -15,7 +15,7 @@ MATRIX = {
     "methods": ["kd", "mlkd", "dkd"],
     "data": {"dataset": "synthetic"},
     "seeds": 2,
-}  # fmt: skip
+}
 # img/s per (student, method): mlkd is 2.5x kd's time per image on resnet20, 2x on resnet32
 SPEED = {("resnet20", "kd"): 1000.0, ("resnet20", "mlkd"): 400.0, ("resnet20", "dkd"): 900.0,
          ("resnet32", "kd"): 600.0, ("resnet32", "mlkd"): 300.0, ("resnet32", "dkd"): 600.0}
@@ -27,12 +27,12 @@ def test_the_cost_table_puts_each_methods_time_per_image_vs_kd_beside_its_rank(t
     tracker = JsonLinesTracker(tmp_path)
     log_finished(tracker, matrix, lambda run: {
         "last_top1": TOP1[run.method.name] + run.seed * 0.1, "best_top1": 75.0,
-        "img_per_s": SPEED[(run.student, run.method.name)] + run.seed})  # fmt: skip
+        "img_per_s": SPEED[(run.student, run.method.name)] + run.seed})
     write_report(matrix, tracker, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()
     section = text[text.index("## Cost per training image"):].split("\n## ")[0]
     rows = {cells[0]: cells for line in section.splitlines() if line.startswith("| ")
-            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}  # fmt: skip
+            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
     # geometric mean over the pairs of kd's median img/s over the method's
     mlkd = ((1000.5 / 400.5) * (600.5 / 300.5)) ** 0.5
     assert rows["mlkd"] == ["mlkd", "4", "350", f"{mlkd:.2f}×", "1.00"]

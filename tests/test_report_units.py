@@ -241,7 +241,7 @@ def test_runs_of_other_precision_or_cache_are_never_pooled(tmp_path):
     raw = dict(ABLATION, methods=["kd"], seeds=2)
     tracker = JsonLinesTracker(tmp_path)
     values = {("fp32", "none"): [60.0, 62.0], ("bf16", "none"): [70.0, 71.0],
-              ("fp32", "float16"): [80.0, 81.0]}  # fmt: skip
+              ("fp32", "float16"): [80.0, 81.0]}
     for (precision, cache), by_seed in values.items():
         matrix = build_matrix(raw, "t", data_hash="abc", precision=precision, teacher_cache=cache)
         log_finished(tracker, matrix, lambda run, by_seed=by_seed: dict.fromkeys(
@@ -277,5 +277,5 @@ def test_a_published_row_with_an_unknown_metric_is_one_line_naming_it(tmp_path, 
     )
     monkeypatch.setenv("KDBENCH_REFERENCES", str(tmp_path))
     with pytest.raises(SpecError, match="published.csv line 2: not a valid published row "
-                       r"\(metric 'final', expected one of last, best, best_val"):  # fmt: skip
+                       r"\(metric 'final', expected one of last, best, best_val"):
         load_published()

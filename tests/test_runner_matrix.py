@@ -8,7 +8,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.engine.binding import load_matrix
-from bench.engine.runner import CellFilter
+from bench.engine.cells import CellFilter
 from bench.store.trackers import FAILED, FINISHED, MlflowTracker
 from tests.runner_helpers import runs_by_label, same_weights, weights_of, write_tiny
 

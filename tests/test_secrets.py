@@ -50,7 +50,7 @@ def test_passwords_in_the_store_and_claims_uris_are_written_nowhere(tmp_path):
                 bench_cli(["report", "--matrix", str(matrix)], work, env={
                     "MLFLOW_TRACKING_URI": tracking.replace(url.rsplit(":", 1)[1], "9"),
                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}),
-            ]  # fmt: skip
+            ]
             records = MlflowTracker(work, tracking).search()
     assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0, 2, 1], outputs
     assert "alice:***@" in outputs[0].stdout and "kdbench:***@" in outputs[5].stderr
@@ -59,7 +59,7 @@ def test_passwords_in_the_store_and_claims_uris_are_written_nowhere(tmp_path):
     text += "".join(str(r.params) + str(r.tags) for r in records)
     assert len(records) == 3 and (reports / "tiny" / "runs.csv").is_file()
     files = [p for folder in (work, reports, tmp_path / "artifacts") for p in folder.rglob("*")
-             if p.is_file()] + [tmp_path / "server.db"]  # fmt: skip
+             if p.is_file()] + [tmp_path / "server.db"]
     assert len(files) > 20
     for secret in (TRACKING_SECRET, CLAIMS_SECRET):
         assert secret not in text

@@ -35,11 +35,11 @@ def _two_machines(tmp_path, database: str, url: str) -> None:
              "--seeds", str(seeds), "--claims", database, "--workdir", str(tmp_path / f"m{i}")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "MLFLOW_TRACKING_URI": url, "KDBENCH_FAULT": ""},
-        )  # fmt: skip
+        )
 
     def ours() -> list:
         return [r for r in MlflowTracker(tmp_path / "m0", url).search()
-                if "'seed': 4" in r.params.get("data.synthetic", "")]  # fmt: skip
+                if "'seed': 4" in r.params.get("data.synthetic", "")]
 
     procs = [machine(0, 2), machine(1, 2)]  # at the same time
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -67,16 +67,16 @@ def test_three_workers_on_an_mlflow_server_backed_by_postgresql(tmp_path):
         import sys
 
         code = ("import sys; from bench.store.trackers import MlflowTracker; "
-                "MlflowTracker(sys.argv[1], sys.argv[2])")  # fmt: skip
+                "MlflowTracker(sys.argv[1], sys.argv[2])")
         opening = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"opener{i}"),
                                      url], stderr=subprocess.PIPE, text=True)
-                   for i in range(3)]  # fmt: skip
+                   for i in range(3)]
         errors = [p.communicate(timeout=120)[1] for p in opening]
         assert [p.returncode for p in opening] == [0, 0, 0], errors
         marker = tmp_path / "killed-once"
         result = bench_cli(["run", "--matrix", str(matrix), "--workers", "3", "--claims",
                             database], tmp_path / "work", fault=f"kill-once:2:1:{marker}",
-                           env={"MLFLOW_TRACKING_URI": url})  # fmt: skip
+                           env={"MLFLOW_TRACKING_URI": url})
         out = result.stdout + result.stderr
         assert result.returncode == 0, out
         assert marker.is_file() and "died (exit code -9)" in out
@@ -91,7 +91,7 @@ def test_three_workers_on_an_mlflow_server_backed_by_postgresql(tmp_path):
         assert [e.name for e in experiments if e.name == "kdbench"] == ["kdbench"]
         # the report reads the server store as it reads sqlite, and names each run's host
         report = bench_cli(["report", "--matrix", str(matrix), "--out", str(tmp_path / "report")],
-                           tmp_path / "work", env={"MLFLOW_TRACKING_URI": url})  # fmt: skip
+                           tmp_path / "work", env={"MLFLOW_TRACKING_URI": url})
         assert report.returncode == 0, report.stderr
         import csv
         import socket
@@ -113,7 +113,7 @@ def test_a_claims_uri_that_is_not_postgresql_is_one_line(tmp_path, capsys):
     from bench.__main__ import main
 
     code = main(["run", "--matrix", "smoke", "--workers", "2", "--claims",
-                 "mysql://u:secret@h/db", "--workdir", str(tmp_path)])  # fmt: skip
+                 "mysql://u:secret@h/db", "--workdir", str(tmp_path)])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: KDBENCH_CLAIMS='mysql://u:***@h/db': expected a postgresql:// URI (or unset for "

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from bench.__main__ import main
-from bench.engine import slurm
+from bench.launch import slurm
 from bench.spec import load_matrix
 from bench.store.trackers import MlflowTracker
 from tests.runner_helpers import assert_each_cell_finished_once, write_tiny
@@ -28,7 +28,7 @@ def test_a_job_array_trains_each_cell_once_and_a_timed_out_task_resumes(tmp_path
     tracker = MlflowTracker(work)
     jobs, left = slurm.submit(load_matrix(str(path)), tracker=tracker, workdir=work,
                               options=slurm.SlurmOptions(tasks=2, timeout_min=10),
-                              cluster="local")  # fmt: skip
+                              cluster="local")
     assert left == 4 and len(jobs) == 2
     results = [job.result() for job in jobs]
     assert marker.is_file()
@@ -45,11 +45,11 @@ def test_dry_run_prints_the_array_it_would_submit_and_reads_no_data(tmp_path, ca
     args = ["run", "--matrix", "cifar100_full", "--executor", "slurm", "--dry-run",
             "--slurm-partition", "a100", "--array-parallelism", "16", "--array-size", "32",
             "--timeout-min", "600",
-            "--workdir", str(tmp_path)]  # fmt: skip
+            "--workdir", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("would submit 1 job array of 32 tasks for the 210 cells left")
     for line in ("#SBATCH --array=0-31%16", "#SBATCH --partition=a100", "#SBATCH --time=600",
-                 "#SBATCH --gpus-per-node=1", "#SBATCH --signal=USR2@120"):  # fmt: skip
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --signal=USR2@120"):
         assert line in out, line
     assert not (tmp_path / "data").exists() and not os.listdir(tmp_path)  # nothing written

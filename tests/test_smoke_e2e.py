@@ -116,11 +116,11 @@ def test_the_leaderboard_of_the_smoke_matrix_opens_in_chromium_and_ranks_nothing
     assert main(["leaderboard", "--workdir", str(smoke_workdir), "--out", str(out)]) == 0
     text = (out / "index.html").read_text()
     assert "1 block and 4 methods in every block: too few for any test across blocks. This " \
-        "leaderboard ranks nothing" in text  # fmt: skip
+        "leaderboard ranks nothing" in text
     assert "each run&#x27;s own last-epoch img/s (not a controlled measurement" in text
     # a controlled measurement of the matrix replaces the runs' own speeds in both
     assert main(["perf", "--matrix", "smoke", "--steps", "2", "--device", "cpu", "--workdir",
-                 str(smoke_workdir)]) == 0  # fmt: skip
+                 str(smoke_workdir)]) == 0
     measured = json.loads((smoke_workdir / "perf" / "matrix-smoke.json").read_text())
     speeds = measured["speeds"]["resnet20:resnet8"]
     assert sorted(speeds) == ["cakd", "ce", "dkd", "kd"] and min(speeds.values()) > 0
@@ -131,7 +131,7 @@ def test_the_leaderboard_of_the_smoke_matrix_opens_in_chromium_and_ranks_nothing
     assert dkd["time_per_image_vs_baseline"] == pytest.approx(speeds["kd"] / speeds["dkd"])
     report = tmp_path / "report"
     assert main(["report", "--matrix", "smoke", "--workdir", str(smoke_workdir), "--out",
-                 str(report)]) == 0  # fmt: skip
+                 str(report)]) == 0
     cost = (report / "README.md").read_text().split("## Cost per training image")[1]
     assert "measured by `python -m bench perf --matrix smoke` on " in cost
     assert f"{speeds['kd'] / speeds['dkd']:.2f}×" in cost
@@ -172,7 +172,7 @@ def test_every_leaderboard_number_names_its_run_and_the_command_that_trains_that
 
 
 def test_run_links_open_the_run_in_a_real_mlflow_server_ui(smoke_run, smoke_workdir, tmp_path,
-                                                          monkeypatch):  # fmt: skip
+                                                          monkeypatch):
     """The store served by `mlflow server`: a pair page's run link opens that run in MLflow's
     own UI (its name on the page), in Chromium."""
     from selenium.webdriver.common.by import By

@@ -1,4 +1,5 @@
-"""Matrices expand to the cells RECIPES.md lists; malformed matrices fail at load with one line."""
+"""Matrices expand to the cells their recipes list (mdistiller's CIFAR-100 pairs); malformed
+matrices fail at load with one line."""
 
 from collections import Counter
 
@@ -227,7 +228,7 @@ def test_yaml_reads_exponent_floats_as_numbers(tmp_path):
 
 
 PAIR_AT = {32: ("resnet20", "resnet8"), 64: ("torchvision:resnet34", "torchvision:resnet18"),
-           224: ("torchvision:resnet34", "torchvision:resnet18")}  # fmt: skip
+           224: ("torchvision:resnet34", "torchvision:resnet18")}
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_a_method_needing_two_views_is_refused_at_spec_time_where_none_is_served
         raw["data"] = {"dataset": "imagefolder", "resolution": 224}
         raw["pairs"] = [{"teacher": "torchvision:resnet34", "student": "torchvision:resnet18"}]
         with pytest.raises(SpecError, match="method 'two_view_test': data: a two-view method "
-                           "needs a strong view"):  # fmt: skip
+                           "needs a strong view"):
             build_matrix(raw, "test.yaml", data_hash=HASH)
     finally:
         _METHODS.pop("two_view_test")
@@ -297,5 +298,5 @@ def test_backends_that_change_pixels_never_share_a_cell():
         {r.cell_key for r in load_matrix("cifar100_full", data_hash=HASH,
                                          overrides=[f"data.backend={b}"]).runs}
         for b in ("torch", "memory", "ffcv")
-    ]  # fmt: skip
+    ]
     assert cifar[0] == cifar[1] == cifar[2]

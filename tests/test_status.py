@@ -20,7 +20,7 @@ MATRIX = {
     "methods": ["kd", "dkd"],
     "data": {"dataset": "synthetic"},
     "seeds": 1,
-}  # fmt: skip
+}
 
 
 def _log(tracker, run, status, metrics=None, tags=None):
@@ -41,10 +41,10 @@ def test_status_counts_each_state_and_lists_running_and_failed_cells(tmp_path, c
     tracker = MlflowTracker(tmp_path)
     final = {"last_top1": 50.0, "best_top1": 51.0}
     _log(tracker, teacher_run(runs["resnet8", "kd"].teacher, runs["resnet8", "kd"]), FINISHED,
-         final)  # fmt: skip
+         final)
     _log(tracker, runs["resnet8", "kd"], FINISHED, final)
     _log(tracker, runs["resnet8", "dkd"], "RUNNING", None,
-         {"epoch": "7", "host": "node17", "heartbeat": f"{time.time() - 40:.0f}"})  # fmt: skip
+         {"epoch": "7", "host": "node17", "heartbeat": f"{time.time() - 40:.0f}"})
     teacher = teacher_run(runs["resnet8x4", "kd"].teacher, runs["resnet8x4", "kd"])
     _log(tracker, teacher, FAILED, None, {"failure_reason": "loss is NaN", "failure_epoch": "3"})
     _log(tracker, runs["resnet8x4", "dkd"], FAILED, None, {"failure_reason": "CUDA out of memory"})

@@ -22,7 +22,7 @@ from tests.runner_helpers import (
 pytestmark = pytest.mark.slow
 
 SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}  # fmt: skip
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 FIRST_RETRY_S = "1"  # the parent's first wait before it starts a worker again (default 5 s)
 OUTAGE_S = 6  # past the retry budget above (about 2 s) and past the first two restarts
 
@@ -42,7 +42,7 @@ def test_a_server_outage_past_the_retry_budget_is_waited_out_and_nothing_is_lost
     env |= SHORT_RETRIES | {"MLFLOW_TRACKING_URI": url, "KDBENCH_STORE_RETRY_S": FIRST_RETRY_S}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(matrix),
                              "--workers", "2", "--workdir", str(work)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_students_mid_training(proc, work, count=1, uri=url)
     finally:

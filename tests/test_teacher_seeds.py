@@ -24,11 +24,11 @@ RAW = {
               {"teacher": "resnet32", "student": "resnet8"}],
     "methods": ["ce", "kd", "dkd", {"name": "kd", "label": "kd_t8", "params": {"temperature": 8}}],
     "seeds": 3,
-}  # fmt: skip
+}
 TEACHER_EFFECT = {0: -1.0, 1: 0.0, 2: 1.0}  # planted: the teacher's seed moves kd by ±1
 STUDENT_EFFECT = {0: -0.1, 1: 0.0, 2: 0.1}
 OVER_KD = {"kd": {0: 0.0, 1: 0.0, 2: 0.0}, "dkd": {0: 0.5, 1: 0.5, 2: -0.5},
-           "kd_t8": {0: 0.5, 1: 0.5, 2: 0.5}}  # fmt: skip
+           "kd_t8": {0: 0.5, 1: 0.5, 2: 0.5}}
 
 
 def planted(run) -> dict:
@@ -36,7 +36,7 @@ def planted(run) -> dict:
         value = 60.0 + STUDENT_EFFECT[run.seed]
     else:
         value = (70.0 + TEACHER_EFFECT[run.teacher.seed] + STUDENT_EFFECT[run.seed]
-                 + OVER_KD[run.method.label][run.teacher.seed])  # fmt: skip
+                 + OVER_KD[run.method.label][run.teacher.seed])
     return {"last_top1": value, "best_top1": value + 0.2}
 
 
@@ -44,7 +44,7 @@ def test_each_teacher_seed_is_a_teacher_of_its_own_with_its_students():
     matrix = build_matrix(RAW, "t", data_hash="h")
     assert sorted((t.arch, t.seed) for t in matrix.teachers) == [
         ("resnet20", 0), ("resnet20", 1), ("resnet20", 2),
-        ("resnet32", 0), ("resnet32", 1), ("resnet32", 2)]  # fmt: skip
+        ("resnet32", 0), ("resnet32", 1), ("resnet32", 2)]
     students = [r for r in matrix.runs if r.teacher is not None]
     assert len(students) == 2 * 3 * 3 * 3 and len({r.cell_key for r in students}) == 54
     ce = [r for r in matrix.runs if r.teacher is None]
@@ -60,7 +60,7 @@ def test_each_teacher_seed_is_a_teacher_of_its_own_with_its_students():
     ({"seeds": [0, 0]}, "teacher.seeds: expected distinct seeds"),
     ({"seeds": [0, 1], "seed": 3}, "teacher.seed and teacher.seeds: give one of them"),
     ({"seeds": [0, 1], "source": "published"}, "a released or given teacher is one file"),
-])  # fmt: skip
+])
 def test_bad_teacher_seeds_are_one_line(teacher, match):
     with pytest.raises(SpecError, match=match):
         build_matrix(RAW | {"teacher": teacher}, "t", data_hash="h")
@@ -68,7 +68,7 @@ def test_bad_teacher_seeds_are_one_line(teacher, match):
 
 def test_the_variance_split_finds_a_planted_teacher_effect():
     values = {(t, s): 70 + TEACHER_EFFECT[t] + STUDENT_EFFECT[s]
-              for t in range(3) for s in range(3)}  # fmt: skip
+              for t in range(3) for s in range(3)}
     split = variance_split(values)
     assert split.student == pytest.approx(0.01, abs=1e-12)  # var(−0.1, 0, 0.1)
     assert split.teacher == pytest.approx(1.0 - 0.01 / 3, abs=1e-12)  # var(−1, 0, 1) − MS_w / 3
@@ -95,7 +95,7 @@ def test_the_report_splits_the_variance_and_says_where_a_lead_holds(tmp_path):
     rows = {tuple(r[:3]): r for r in _cells(section, "resnet20")}
     teacher_std, student_std = math.sqrt(1.0 - 0.01 / 3), 0.1
     assert rows[("resnet20", "resnet8", "kd")][3:6] == [
-        "3 × 3", f"{teacher_std:.2f}", f"{student_std:.2f}"]  # fmt: skip
+        "3 × 3", f"{teacher_std:.2f}", f"{student_std:.2f}"]
     dkd = rows[("resnet20", "resnet8", "dkd − kd")]
     assert dkd[3] == "t0: +0.50, t1: +0.50, t2: -0.50"
     assert dkd[5] == "depends on the teacher seed"
@@ -140,9 +140,9 @@ def test_a_run_trains_one_teacher_per_seed_and_each_student_learns_from_its_own(
     matrix = write_tiny(tmp_path, methods="[kd]", seeds=1)
     matrix.write_text(matrix.read_text().replace(
         "teacher: {recipe: {epochs: 1}}", "teacher: {recipe: {epochs: 1}, seeds: [0, 1]}"
-    ).replace("epochs: 3", "epochs: 1"))  # fmt: skip
+    ).replace("epochs: 3", "epochs: 1"))
     assert main(["run", "--matrix", str(matrix), "--workdir", str(tmp_path),
-                 "--tracking", "none"]) == 0  # fmt: skip
+                 "--tracking", "none"]) == 0
     records = JsonLinesTracker(tmp_path).search()
     teachers = {r.params["seed"]: r for r in records if r.tags["role"] == "teacher"}
     students = {r.params["teacher.seed"]: r for r in records if r.tags["role"] == "student"}
@@ -151,5 +151,5 @@ def test_a_run_trains_one_teacher_per_seed_and_each_student_learns_from_its_own(
     shas = {seed: r.tags["teacher_sha256"] for seed, r in students.items()}
     assert shas["0"] != shas["1"]  # each student was taught by the teacher of its seed
     assert main(["run", "--matrix", str(matrix), "--workdir", str(tmp_path),
-                 "--tracking", "none"]) == 0  # fmt: skip
+                 "--tracking", "none"]) == 0
     assert len(JsonLinesTracker(tmp_path).search()) == len(records)  # nothing trained twice

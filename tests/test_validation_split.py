@@ -15,7 +15,7 @@ K = 3
 
 def loaders(workdir, backend, seed=0, val_per_class=K, **data):
     spec = DataSpec(dataset="synthetic", backend=backend, synthetic=CONFIG,
-                    val_per_class=val_per_class, **data)  # fmt: skip
+                    val_per_class=val_per_class, **data)
     return make_loaders(spec, batch_size=16, seed=seed, device="cpu", workdir=workdir)
 
 
@@ -67,7 +67,7 @@ def test_too_many_held_out_images_is_one_line(tmp_path, capsys):
     from bench.__main__ import main
 
     code = main(["run", "--matrix", "smoke", "--workdir", str(tmp_path), "--tracking", "none",
-                 "--set", "data.val_per_class=100", "--set", "recipe.epochs=1"])  # fmt: skip
+                 "--set", "data.val_per_class=100", "--set", "recipe.epochs=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and err[-1].startswith("error: data.val_per_class: 100 of class 0's")
 
@@ -110,7 +110,7 @@ def test_best_on_validation_is_the_test_top1_of_the_best_validation_epoch_and_re
     assert finals[0] == finals[1]
     out = tmp_path / "report"
     assert main(["report", "--matrix", str(matrix), "--workdir", str(whole), "--out", str(out),
-                 "--metric", "best_val"]) == 0  # fmt: skip
+                 "--metric", "best_val"]) == 0
     text = (out / "README.md").read_text()
     assert "## Leaderboard: best-on-validation (test top-1 at the best validation epoch)" in text
     assert "### Best-epoch (best on test, as mdistiller) test top-1" not in text
@@ -128,10 +128,10 @@ def test_best_val_without_a_validation_split_is_one_line(tmp_path, capsys):
     matrix = write_tiny(tmp_path, methods="[ce]")
     matrix.write_text(matrix.read_text().replace("epochs: 3", "epochs: 1"))
     assert main(["run", "--matrix", str(matrix), "--workdir", str(tmp_path), "--tracking",
-                 "none"]) == 0  # fmt: skip
+                 "none"]) == 0
     capsys.readouterr()
     code = main(["report", "--matrix", str(matrix), "--workdir", str(tmp_path), "--tracking",
-                 "none", "--out", str(tmp_path / "r"), "--metric", "best_val"])  # fmt: skip
+                 "none", "--out", str(tmp_path / "r"), "--metric", "best_val"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [
         "error: --metric best_val: matrix 'tiny' holds out no validation split; set "

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from bench.engine.workers import worker_slots
 from bench.errors import SpecError
+from bench.launch.workers import worker_slots
 from bench.store.trackers import MlflowTracker
 from tests.runner_helpers import (
     assert_each_cell_finished_once,
@@ -31,12 +31,12 @@ def test_two_workers_take_over_a_dead_workers_cell_and_match_one_process_bitwise
     matrix.write_text(matrix.read_text().replace("train_per_class: 24", "train_per_class: 100"))
     threads = str(max(1, (os.cpu_count() or 1) // 2))  # what each of 2 CPU workers gets
     reference = bench_cli(["run", "--matrix", str(matrix)], tmp_path / "one",
-                          env={"OMP_NUM_THREADS": threads})  # fmt: skip
+                          env={"OMP_NUM_THREADS": threads})
     assert reference.returncode == 0, reference.stderr
     work = tmp_path / "two"
     marker = tmp_path / "killed-once"
     result = bench_cli(["run", "--matrix", str(matrix), "--workers", "2"], work,
-                       fault=f"kill-once:2:1:{marker}")  # fmt: skip
+                       fault=f"kill-once:2:1:{marker}")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert marker.is_file() and "died (exit code -9)" in out  # one worker was SIGKILLed
@@ -54,17 +54,17 @@ def test_two_workers_take_over_a_dead_workers_cell_and_match_one_process_bitwise
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert same_weights(weights_of(work, ours[key]), weights_of(tmp_path / "one",
-                                                                    theirs[key])), key  # fmt: skip
+                                                                    theirs[key])), key
 
 
 def test_worker_slots_pin_k_workers_to_each_gpu_and_split_cpu_cores():
     slots = worker_slots(None, ["0", "3"], 2, "cuda")
     assert [(s.device, s.visible_gpu) for s in slots] == [("cuda", "0"), ("cuda", "0"),
-                                                         ("cuda", "3"), ("cuda", "3")]  # fmt: skip
+                                                         ("cuda", "3"), ("cuda", "3")]
     cpu = worker_slots(2, [], 1, "cpu")
     assert [s.threads for s in cpu] == [max(1, (os.cpu_count() or 1) // 2)] * 2
     with pytest.raises(SpecError, match="--workers 3 with --gpus 0,3 and --workers-per-gpu 2: "
-                       "the GPUs give 4 workers"):  # fmt: skip
+                       "the GPUs give 4 workers"):
         worker_slots(3, ["0", "3"], 2, "cuda")
 
 
@@ -96,9 +96,9 @@ def test_ctrl_c_stops_every_worker_resumably_and_the_same_command_finishes(tmp_p
     (["--gpus", "0,0"], "error: --gpus '0,0': expected distinct GPU indices, e.g. 0,1,2,3"),
     (["--workers", "2", "--workers-per-gpu", "0"], "error: --workers-per-gpu 0: expected 1 or "
      "more"),
-])  # fmt: skip
+])
 def test_bad_worker_options_are_one_line_before_anything_is_written(args, expected, tmp_path,
-                                                                    capsys):  # fmt: skip
+                                                                    capsys):
     from bench.__main__ import main
 
     assert main(["run", "--matrix", "smoke", "--workdir", str(tmp_path), *args]) == 2
@@ -139,7 +139,7 @@ def test_a_second_workers_parent_takes_the_cores_the_first_leaves(tmp_path):
         return subprocess.Popen([sys.executable, "-m", "bench", "run", "--matrix", str(matrix),
                                  "--workers", "1", "--workdir", str(tmp_path / name / "work")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env)  # fmt: skip
+                                env=env)
 
     first = parent("a")
     deadline = time.monotonic() + 300
@@ -147,13 +147,13 @@ def test_a_second_workers_parent_takes_the_cores_the_first_leaves(tmp_path):
     while not ((store / "mlflow.db").is_file()
                and any(r.status == RUNNING for r in MlflowTracker(store).search())):
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
-        time.sleep(0.2)  # fmt: skip
+        time.sleep(0.2)
     second = parent("b")
     out_b = second.communicate(timeout=600)[0]
     out_a = first.communicate(timeout=600)[0]
     assert (first.returncode, second.returncode) == (0, 0), out_a + out_b
     threads = {name: {r.tags["torch_threads"]
                       for r in MlflowTracker(tmp_path / name / "work").search()}
-               for name in ("a", "b")}  # fmt: skip
+               for name in ("a", "b")}
     assert threads == {"a": {str(cores)}, "b": {str(max(1, cores - cores))}}, threads
     assert f"other kdbench parents hold {cores} threads of this machine's {cores} cores" in out_b

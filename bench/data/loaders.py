@@ -152,11 +152,11 @@ def _val_loader(splits, batch_size: int, seed: int, device, shard: Shard):
     check_shardable(batch_size, len(splits.val_labels), shard, "validation")
     return MemoryLoader(splits.val_images, splits.val_labels, splits.val_index,
                         batch_size=batch_size, seed=seed, train=False, augment=False,
-                        device=device, stats=splits.normalization, shard=shard)  # fmt: skip
+                        device=device, stats=splits.normalization, shard=shard)
 
 
 def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path,
-                    shard: Shard) -> Loaders:  # fmt: skip
+                    shard: Shard) -> Loaders:
     splits = load_folder(
         folder_root(data, workdir), data.subset_per_class, data.test_subset_per_class
     )

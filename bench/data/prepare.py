@@ -47,7 +47,7 @@ def prepare(data, workdir: Path) -> list[Path]:
             betons = ensure_cifar_betons(
                 splits.root, data.dataset, splits.content_hash, workdir, repair=True,
                 read=splits.read_whole,
-            )  # fmt: skip
+            )
             files += list(betons.values())
         return files
     if data.dataset in IMAGE_FOLDER_DATASETS:

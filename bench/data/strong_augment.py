@@ -37,12 +37,12 @@ CUTOUT_MAX = 0.5  # of the image side
 def _shear_x(img: torch.Tensor, v: float) -> torch.Tensor:
     # PIL's affine (1, v, 0, 0, 1, 0) about the top-left corner
     return F.affine(img, angle=0.0, translate=[0.0, 0.0], scale=1.0,
-                    shear=[math.degrees(math.atan(v)), 0.0], center=[0.0, 0.0])  # fmt: skip
+                    shear=[math.degrees(math.atan(v)), 0.0], center=[0.0, 0.0])
 
 
 def _shear_y(img: torch.Tensor, v: float) -> torch.Tensor:
     return F.affine(img, angle=0.0, translate=[0.0, 0.0], scale=1.0,
-                    shear=[0.0, math.degrees(math.atan(v))], center=[0.0, 0.0])  # fmt: skip
+                    shear=[0.0, math.degrees(math.atan(v))], center=[0.0, 0.0])
 
 
 def _translate(img: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
@@ -77,7 +77,7 @@ def _uniform(seed: int, epoch: int, index: torch.Tensor, stream: int) -> list[fl
 
 
 def _cutout(img: torch.Tensor, size: float, u_x: float, u_y: float,
-            fill: torch.Tensor) -> torch.Tensor:  # fmt: skip
+            fill: torch.Tensor) -> torch.Tensor:
     """A grey square of side `size` px centred at a uniform point, clipped to the image; its far
     edges are inclusive, as PIL's rectangle draws them."""
     if size <= 0:

@@ -22,8 +22,10 @@ import time
 import torch
 import torch.distributed as dist
 
+import methods
 from bench.data.sharding import Shard
-from bench.errors import BenchError
+from bench.errors import BenchError, SpecError
+from bench.spec import Matrix
 
 HEARTBEAT_S = 1.0
 DEAD_AFTER_S = 5.0  # a peer whose counter has not moved for this long is gone
@@ -62,7 +64,7 @@ class Group:
     """The processes of one run; a single process is a group of one."""
 
     def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0, store=None,
-                 backend: str = "none") -> None:  # fmt: skip
+                 backend: str = "none") -> None:
         self.rank, self.world, self.local_rank = rank, world, local_rank
         self.backend = backend
         self._store = store
@@ -160,7 +162,7 @@ class Group:
                     if rank == self.rank:
                         continue
                     seen = self._store.get(f"kdbench/beat/{rank}") if self._store.check(
-                        [f"kdbench/beat/{rank}"]) else b"0"  # fmt: skip
+                        [f"kdbench/beat/{rank}"]) else b"0"
                     with self._lock:
                         if self._counts.get(rank) != seen:
                             self._counts[rank] = seen
@@ -246,7 +248,7 @@ def from_environment(device_type: str, timeout_s: float = TIMEOUT_S) -> Group:
     # under torchrun the launcher's agent hosts the store; otherwise rank 0 does
     hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                          is_master=hosts, timeout=timeout)  # fmt: skip
+                          is_master=hosts, timeout=timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
     return Group(rank, world, local_rank, store, backend)
 
@@ -256,3 +258,20 @@ def device_for(group: Group, device: torch.device) -> torch.device:
     if device.type == "cuda" and group.distributed:
         return torch.device("cuda", group.local_rank)
     return device
+
+
+def check_ddp_matrix(matrix: Matrix, device: torch.device | None) -> None:
+    """What a DDP run cannot do, refused in one line before any rank starts."""
+    for run in matrix.runs:
+        if methods.needs(run.method.name).optimizer:
+            raise SpecError(
+                f"method {run.method.name}: its own optimizer takes two backward passes per step, "
+                "which DDP's gradient all-reduce does not support; run it in one process"
+            )
+    if device is None:
+        return
+    if device.type != "cuda" and any(run.recipe.sync_bn for run in matrix.runs):
+        raise SpecError(
+            f"recipe.sync_bn: true: torch's SyncBatchNorm runs on CUDA only, not on {device.type}; "
+            "set recipe.sync_bn=false (each rank's own BatchNorm statistics)"
+        )

@@ -224,5 +224,5 @@ def released_teachers(workdir: Path) -> list[ReleasedTeacher]:
             out.append(ReleasedTeacher(
                 release.dataset, arch, release.name, release.pin(arch), release.sha256_source,
                 f"{top1[0]:.2f}" if top1 else "—", _held(release, arch, Path(workdir)),
-            ))  # fmt: skip
+            ))
     return out

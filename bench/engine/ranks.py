@@ -6,15 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.engine.distributed import Group
-from bench.engine.execute import GroupAborted, LoadedTeacher, TrainOrder, follow_run, loaders_for
-from bench.engine.runner import StopFlag
-from bench.engine.teachers import load_frozen
+from bench.engine.execute import TrainOrder, follow_run, loaders_for
+from bench.engine.lifecycle import GroupAborted
+from bench.engine.stop import StopFlag
+from bench.engine.teachers import LoadedTeacher, load_frozen
 
 DONE = "done"  # rank 0's last order
 
 
 def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
-             group: Group) -> LoadedTeacher | None:  # fmt: skip
+             group: Group) -> LoadedTeacher | None:
     """The teacher rank 0 trains against, from the same file, checked by its sha256."""
     if order.teacher is None:
         return None
@@ -23,10 +24,10 @@ def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
         run = order.run
         # this rank's loaders (the ones its run trains on), not a second, whole set
         num_classes = run.data.num_classes or loaders_for(run, device, workdir,
-                                                          group.shard).num_classes  # fmt: skip
+                                                          group.shard).num_classes
         channels_last = run.execution.memory_format == "channels_last"
         model, found = load_frozen(arch, None if path is None else Path(path), num_classes,
-                                   device, channels_last)  # fmt: skip
+                                   device, channels_last)
         if found != sha:
             raise GroupAborted(
                 f"teacher {arch}: rank 0 loaded sha256 {sha[:12]}, this rank reads "
@@ -47,7 +48,7 @@ def follow(group: Group, *, workdir: Path, device) -> None:
         while (order := group.receive()) != DONE:
             follow_run(order, group=group, workdir=Path(workdir), device=device,
                        teacher=_teacher(order, device, Path(workdir), loaded, group),
-                       stop_requested=lambda: stop.requested)  # fmt: skip
+                       stop_requested=lambda: stop.requested)
     finally:
         restore()
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import model_zoo
 from bench.engine.distributed import Group
 from bench.engine.environment import apply_precision
-from bench.engine.execute import LoadedTeacher, execute_run, loaders_for
+from bench.engine.execute import execute_run, loaders_for
 from bench.engine.published_teachers import check_pin, fetch_published_teacher
 from bench.engine.train import evaluate
 from bench.errors import BenchError
@@ -29,6 +31,15 @@ from bench.references import (
 from bench.spec import RunSpec, TeacherSpec, teacher_run
 from bench.spec.keys import short_hash
 from bench.store.trackers import FINISHED, KILLED
+
+
+@dataclass(frozen=True)
+class LoadedTeacher:
+    arch: str
+    model: nn.Module
+    sha256: str
+    top1: float
+    path: str | None = None  # the file it was loaded from (None: the arch's pretrained weights)
 
 
 class TeacherFailed(BenchError):
@@ -142,6 +153,45 @@ def _check_published_accuracy(teacher: TeacherSpec, run: RunSpec, top1: float, s
         )
 
 
+def _load_given(teacher: TeacherSpec, run: RunSpec, *, tracker, workdir: Path, device,
+                num_classes: int, channels_last: bool, log) -> LoadedTeacher:
+    """A teacher not trained here (a file, a released checkpoint, pretrained weights): loaded,
+    its pin checked, re-scored, and recorded once in the store as a teacher run."""
+    path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
+    if teacher.published:
+        path = fetch_published_teacher(teacher, run.data.dataset, workdir)
+    model, sha = load_frozen(teacher.arch, path, num_classes, device, channels_last)
+    release = teacher_release(run.data.dataset) if teacher.source == "published" else None
+    if release is not None:
+        check_pin(release, teacher.arch, sha, path or teacher.pretrained)
+    top1 = _rescore(model, run, sha, device, workdir)
+    if teacher.source == "published":
+        _check_published_accuracy(teacher, run, top1, sha, log)
+    source = teacher.checkpoint or teacher.pretrained or str(path)
+    key = short_hash({"teacher_file": sha, "data": run.data_hash})
+    if tracker.find(key) is None:
+        run_id = tracker.start(
+            f"teacher {teacher.arch} (file)",
+            {"checkpoint": source, "sha256": sha, "teacher.source": teacher.source},
+            {
+                "run_key": key,
+                "role": "teacher",
+                "teacher": teacher.arch,
+                "teacher_sha256": sha,
+                "teacher_source": teacher.source,
+                "matrix": run.matrix,
+            },
+        )
+        tracker.log_metrics(run_id, {"teacher_top1": top1, "last_top1": top1}, step=0)
+        tracker.finish(run_id, FINISHED)
+    log(
+        f"teacher {teacher.arch}: loaded {source} (sha256 {sha[:12]}), "
+        f"re-scored top-1 {top1:.2f}"
+    )
+    return LoadedTeacher(teacher.arch, model, sha, top1, None if path is None else str(path))
+
+
+
 def prepare_teacher(
     teacher: TeacherSpec,
     student_run: RunSpec,
@@ -160,39 +210,8 @@ def prepare_teacher(
     channels_last = run.execution.memory_format == "channels_last"
     apply_precision(run.execution.precision)
     if not teacher.trained_here:
-        path = Path(teacher.checkpoint).expanduser() if teacher.checkpoint else None
-        if teacher.published:
-            path = fetch_published_teacher(teacher, run.data.dataset, workdir)
-        model, sha = load_frozen(teacher.arch, path, num_classes, device, channels_last)
-        release = teacher_release(run.data.dataset) if teacher.source == "published" else None
-        if release is not None:
-            check_pin(release, teacher.arch, sha, path or teacher.pretrained)
-        top1 = _rescore(model, run, sha, device, workdir)
-        if teacher.source == "published":
-            _check_published_accuracy(teacher, run, top1, sha, log)
-        source = teacher.checkpoint or teacher.pretrained or str(path)
-        key = short_hash({"teacher_file": sha, "data": run.data_hash})
-        if tracker.find(key) is None:
-            run_id = tracker.start(
-                f"teacher {teacher.arch} (file)",
-                {"checkpoint": source, "sha256": sha, "teacher.source": teacher.source},
-                {
-                    "run_key": key,
-                    "role": "teacher",
-                    "teacher": teacher.arch,
-                    "teacher_sha256": sha,
-                    "teacher_source": teacher.source,
-                    "matrix": run.matrix,
-                },
-            )
-            tracker.log_metrics(run_id, {"teacher_top1": top1, "last_top1": top1}, step=0)
-            tracker.finish(run_id, FINISHED)
-        log(
-            f"teacher {teacher.arch}: loaded {source} (sha256 {sha[:12]}), "
-            f"re-scored top-1 {top1:.2f}"
-        )
-        return LoadedTeacher(teacher.arch, model, sha, top1, None if path is None else str(path))
-
+        return _load_given(teacher, run, tracker=tracker, workdir=workdir, device=device,
+                           num_classes=num_classes, channels_last=channels_last, log=log)
     target = _teacher_file(workdir, run.run_key)
     with file_lock(Path(workdir) / "locks" / f"teacher-{run.run_key}.lock"):
         record = tracker.find(run.run_key)

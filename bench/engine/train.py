@@ -183,6 +183,26 @@ def train_step(
     return terms, logits[: labels.numel()]
 
 
+def _epoch_metrics(model: nn.Module, totals: EpochTotals, seen: int, elapsed: float,
+                   optimizer, loaders, epoch: int, device, precision: str, channels_last: bool,
+                   group: Group) -> dict[str, float]:
+    """An epoch's training sums (over the ranks), then its test and validation scores."""
+    names, sums, seen, correct, finite = totals.reduced(seen, group)
+    if not finite:
+        raise RunFailed("non-finite loss (NaN or inf)", epoch)
+    metrics = {f"train/{n}": value / seen for n, value in zip(names, sums, strict=True)}
+    metrics["train/top1"] = 100.0 * correct / seen
+    metrics["lr"] = optimizer.param_groups[0]["lr"]
+    metrics["img_per_s"] = seen / max(elapsed, 1e-9)
+    group.broadcast_buffers(model)  # every rank scores (rank 0 saves) rank 0's statistics
+    test = evaluate(model, loaders.test, device, precision, channels_last, group)
+    metrics |= {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
+    if loaders.val is not None:
+        val = evaluate(model, loaders.val, device, precision, channels_last, group)
+        metrics.update({"val/top1": val["top1"], "val/loss": val["loss"]})
+    return metrics
+
+
 def train_epochs(
     student: nn.Module,
     method: nn.Module,
@@ -228,17 +248,8 @@ def train_epochs(
                     global_batch = min(recipe.batch_size, samples - (step - 1) * recipe.batch_size)
                     scale = group.world * labels.numel() / global_batch
                 terms, logits = train_step(
-                    student,
-                    method,
-                    teacher,
-                    optimizer,
-                    images,
-                    labels,
-                    indices,
-                    epoch,
-                    device=device,
-                    precision=precision,
-                    channels_last=channels_last,
+                    student, method, teacher, optimizer, images, labels, indices, epoch,
+                    device=device, precision=precision, channels_last=channels_last,
                     loss_scale=scale,
                 )
                 seen += labels.numel()
@@ -253,21 +264,8 @@ def train_epochs(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - started
-            names, sums, seen, correct, finite = totals.reduced(seen, group)
-            if not finite:
-                raise RunFailed("non-finite loss (NaN or inf)", epoch)
-            metrics = {f"train/{n}": value / seen for n, value in zip(names, sums, strict=True)}
-            metrics["train/top1"] = 100.0 * correct / seen
-            metrics["lr"] = optimizer.param_groups[0]["lr"]
-            metrics["img_per_s"] = seen / max(elapsed, 1e-9)
-            group.broadcast_buffers(model)  # every rank scores (rank 0 saves) rank 0's statistics
-            test = evaluate(model, loaders.test, device, precision, channels_last, group)
-            metrics.update(
-                {"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]}
-            )
-            if loaders.val is not None:
-                val = evaluate(model, loaders.val, device, precision, channels_last, group)
-                metrics.update({"val/top1": val["top1"], "val/loss": val["loss"]})
+            metrics = _epoch_metrics(model, totals, seen, elapsed, optimizer, loaders, epoch,
+                                     device, precision, channels_last, group)
             on_epoch(epoch, metrics)
             last = epoch
             if group.any(stop_requested(), device):

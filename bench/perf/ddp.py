@@ -48,7 +48,7 @@ def _matrix(root: Path, arch: str, batch_size: int, epochs: int, num_workers: in
         "pairs": [{"teacher": arch, "student": arch}],  # CE only: the teacher is never built
         "methods": ["ce"],
         "seeds": 1,
-    }  # fmt: skip
+    }
 
 
 def _command(ranks: int) -> list[str]:
@@ -56,13 +56,13 @@ def _command(ranks: int) -> list[str]:
         return [sys.executable, "-m", "bench"]
     # --standalone: a rendezvous on a free local port
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-            str(ranks), "-m", "bench"]  # fmt: skip
+            str(ranks), "-m", "bench"]
 
 
 def measure_ddp(
     counts: list[int], *, device: str, arch: str, classes: int, per_class: int, batch_size: int,
     epochs: int = 2, num_workers: int = 4,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """img/s per rank count, each a fresh work directory on the same generated folder."""
     if not counts or min(counts) < 1:
         raise SpecError(f"--ddp {counts}: expected rank counts, e.g. 1,2,4,8")
@@ -83,7 +83,7 @@ def measure_ddp(
             run = next(r for r in store.search() if r.tags["role"] == "student")
             images_per_s = store.history(run.run_id, "img_per_s")[-1][1]
             rows.append({"ranks": ranks, "img_per_s": images_per_s,
-                         "top1": run.metrics["last_top1"]})  # fmt: skip
+                         "top1": run.metrics["last_top1"]})
             shutil.rmtree(workdir, ignore_errors=True)
     base = rows[0]["img_per_s"] / rows[0]["ranks"]
     for row in rows:
@@ -95,4 +95,4 @@ def measure_ddp(
 def format_ddp_table(rows: list[dict[str, Any]]) -> str:
     headers = ["ranks", "img_per_s", "speedup", "efficiency"]
     return tabulate([[r[h] for h in headers] for r in rows], headers=headers,
-                    floatfmt=(None, ".0f", ".2f", ".2f"))  # fmt: skip
+                    floatfmt=(None, ".0f", ".2f", ".2f"))

@@ -37,7 +37,7 @@ def _prepared(name: str, classes: int, device: torch.device) -> methods.Method:
         context = methods.MethodContext(
             num_classes=classes, train_size=0, dataset="generated", device=device,
             teacher_classifier=classifier,
-        )  # fmt: skip
+        )
         method.prepare(context)
     return method
 
@@ -66,7 +66,7 @@ def measure_losses(
             name: (student if method.needs.two_views else student[:batch],
                    teacher if method.needs.two_views else teacher[:batch], target)
             for name, method in losses.items()
-        }  # fmt: skip
+        }
         for name, method in losses.items():
             for _ in range(WARMUP_ITERATIONS):
                 _one_step(method, *inputs[name])

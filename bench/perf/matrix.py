@@ -31,7 +31,7 @@ def _synthetic(matrix: Matrix, batch: int, steps: int) -> DataSpec:
     per_class = max(2, -(-batch * (steps + 2) // classes))
     return DataSpec(dataset="synthetic", synthetic={"classes": classes,
                                                     "train_per_class": per_class,
-                                                    "test_per_class": 1})  # fmt: skip
+                                                    "test_per_class": 1})
 
 
 def _time_one(run, device: torch.device, workdir: Path, steps: int, warmup: int) -> float:
@@ -58,14 +58,14 @@ def _time_one(run, device: torch.device, workdir: Path, steps: int, warmup: int)
             images, labels, indices = next(state["batches"])
         precision = run.execution.precision
         train_step(student, method, forward, optimizer, images, labels, indices, state["epoch"],
-                   device=device, precision=precision, channels_last=True)  # fmt: skip
+                   device=device, precision=precision, channels_last=True)
         return labels.shape[0]
 
     return _images_per_s(step, steps, warmup, device)
 
 
 def measure_matrix(matrix: Matrix, device: torch.device, workdir: Path, steps: int,
-                   warmup: int = 2, log=print) -> Costs:  # fmt: skip
+                   warmup: int = 2, log=print) -> Costs:
     """Every (pair, method) of the matrix timed in this process; kept in the work directory."""
     from bench.engine.environment import device_name
 
@@ -78,12 +78,12 @@ def measure_matrix(matrix: Matrix, device: torch.device, workdir: Path, steps: i
         data = _synthetic(matrix, run.recipe.batch_size, steps + warmup)
         started = time.perf_counter()
         speed = _time_one(dataclasses.replace(run, data=data, data_hash="perf"), device, workdir,
-                          steps, warmup)  # fmt: skip
+                          steps, warmup)
         speeds.setdefault(pair, {})[label] = speed
         log(f"{pair} {label}: {speed:.0f} img/s ({time.perf_counter() - started:.1f} s)")
     batch = "/".join(map(str, sorted({r.recipe.batch_size for r in firsts.values()})))
     measured = (f"batch {batch}, {matrix.runs[0].execution.precision}, {steps} timed steps "
-                f"after {warmup}, one process")  # fmt: skip
+                f"after {warmup}, one process")
     costs = Costs(matrix.name, f"{device_name(device)} ({device.type})", measured, speeds,
                   torch.get_num_threads() if device.type == "cpu" else None)
     save_costs(workdir, costs)

@@ -3,7 +3,7 @@ from a small discrete-event simulation of the schedule the workers follow.
 
 Jobs are the cells left (finished ones excluded) and the teachers they still need, with the
 teacher-logit cache built once per teacher after it. A free slot (a worker) takes the first job
-whose teacher is done, as `run_worker` does; a job lasts its epochs' training and evaluation
+whose teacher is done, as the cell loop does; a job lasts its epochs' training and evaluation
 images over the run's throughput, plus a fixed cost per run. SLURM requeues add the expected loss
 of each preemption (half an epoch and the requeue). The schedule is drawn as a Gantt chart."""
 
@@ -28,7 +28,7 @@ REQUEUE_S = 120.0  # a preempted SLURM task back in the queue and started again
 KNOWN_SIZES = {  # dataset -> (train, test) images
     "cifar100": (50_000, 10_000), "cifar10": (50_000, 10_000),
     "imagenet": (1_281_167, 50_000), "tinyimagenet": (100_000, 10_000),
-}  # fmt: skip
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +73,11 @@ def images(matrix: Matrix, workdir: Path) -> tuple[int, int]:
 
         root = default_root(data, workdir)
         train, test = (sum(1 for p in (root / split).rglob("*") if p.is_file())
-                       for split in ("train", "val"))  # fmt: skip
+                       for split in ("train", "val"))
         if not train:
             raise SpecError(f"plan: no images under {root}/train to count; set data.root")
     classes = data.num_classes or (data.synthetic_config.classes
-                                   if data.dataset == "synthetic" else 100)  # fmt: skip
+                                   if data.dataset == "synthetic" else 100)
     if data.subset_per_class:
         train = min(train, classes * data.subset_per_class)
     if data.val_per_class:
@@ -99,7 +99,7 @@ def _rate(costs: Costs | None, given: float | None, pair: str, label: str) -> fl
 
 
 def jobs_left(matrix: Matrix, workdir: Path, done: set[str], costs: Costs | None,
-              given: float | None) -> list[Job]:  # fmt: skip
+              given: float | None) -> list[Job]:
     """The teachers still to train (and their caches) and the cells left, in the plan's order;
     `done`: the run keys the store holds finished."""
     import model_zoo
@@ -117,12 +117,12 @@ def jobs_left(matrix: Matrix, workdir: Path, done: set[str], costs: Costs | None
             after = spec.run_key if spec.keyed else f"teacher {run.teacher.arch} {run.teacher.seed}"
             if after not in done and after not in jobs:
                 flops = {m: model_zoo.describe(m, num_classes=matrix.data.num_classes or 100)
-                         ["flops"] for m in (run.student, run.teacher.arch)}  # fmt: skip
+                         ["flops"] for m in (run.student, run.teacher.arch)}
                 ce = _rate(costs, given, pair, "ce") if not given else given
                 teacher_rate = ce * flops[run.student] / flops[run.teacher.arch]
                 jobs[after] = Job(after, f"teacher {run.teacher.arch}", "teacher",
                                   _run_seconds(spec.recipe.epochs, train, test, teacher_rate),
-                                  epochs=spec.recipe.epochs)  # fmt: skip
+                                  epochs=spec.recipe.epochs)
             elif after in done:
                 after = None
             if run.execution.teacher_cache != "none" and after is not None:
@@ -135,7 +135,7 @@ def jobs_left(matrix: Matrix, workdir: Path, done: set[str], costs: Costs | None
         key = run.run_key if run.keyed else run.name
         jobs[key] = Job(key, run.name, "student",
                         _run_seconds(run.recipe.epochs, train, test, rate), after,
-                        run.recipe.epochs)  # fmt: skip
+                        run.recipe.epochs)
     return sorted(jobs.values(), key=lambda j: j.kind == "student")  # teachers first, stable
 
 
@@ -160,7 +160,7 @@ def simulate(jobs: list[Job], slots: Slots) -> list[Placed]:
         slot = min(range(slots.count), key=free.__getitem__)
         now = free[slot]
         ready = [j for j in pending
-                 if j.after is None or done_at.get(j.after, float("inf")) <= now]  # fmt: skip
+                 if j.after is None or done_at.get(j.after, float("inf")) <= now]
         if not ready:
             waits = [done_at[j.after] for j in pending if j.after in done_at]
             if not waits:
@@ -181,7 +181,7 @@ def simulate(jobs: list[Job], slots: Slots) -> list[Placed]:
 def slots_for(args, device: str, costs: Costs | None = None) -> Slots:
     if args.executor == "slurm":
         return Slots(args.array_parallelism, 1.0, f"a SLURM array of {args.array_parallelism} "
-                     "tasks, one GPU each", args.preemptions_per_hour)  # fmt: skip
+                     "tasks, one GPU each", args.preemptions_per_hour)
     if args.gpus:
         k = args.workers_per_gpu
         speedup, source = runs_per_device_speedup(getattr(args, "workdir_path", None), k)
@@ -204,7 +204,7 @@ def runs_per_device_speedup(workdir: Path | None, k: int) -> tuple[float, str]:
         row = next(r for r in measured["rows"] if r["workers"] == k)
         return float(row["ratio_to_first"]), (
             f"K={k} runs do {row['ratio_to_first']:.2f}x one run's work, measured by bench perf "
-            f"--suite on {measured['device']}")  # fmt: skip
+            f"--suite on {measured['device']}")
     except (OSError, ValueError, KeyError, StopIteration, TypeError):
         return 1.0, f"a GPU's rate shared by its {k} runs; `bench perf --suite` measures K"
 
@@ -219,7 +219,7 @@ def gantt(placed: list[Placed], slots: Slots, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.35 * slots.count))
     for p in placed:
         ax.barh(p.slot, (p.end - p.start) / 3600, left=p.start / 3600, height=0.8,
-                color=colours[p.job.kind], edgecolor="white", linewidth=0.5)  # fmt: skip
+                color=colours[p.job.kind], edgecolor="white", linewidth=0.5)
     ax.set_xlabel("hours from the start")
     ax.set_ylabel("slot")
     ax.set_yticks(range(slots.count))
@@ -234,9 +234,9 @@ def gantt(placed: list[Placed], slots: Slots, path: Path) -> Path:
 def write_plan(summary: dict, placed: list[Placed], slots: Slots, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     schedule = [{"job": p.job.name, "kind": p.job.kind, "slot": p.slot, "start_s": p.start,
-                 "end_s": p.end} for p in placed]  # fmt: skip
+                 "end_s": p.end} for p in placed]
     atomic_write_text(within(out, "plan.json"),
-                      json.dumps(summary | {"schedule": schedule}, indent=1))  # fmt: skip
+                      json.dumps(summary | {"schedule": schedule}, indent=1))
     return gantt(placed, slots, within(out, "gantt.png"))
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.engine.runner import run_matrix
 from bench.files import atomic_write_text, within
+from bench.launch.process import run_in_process
 from bench.perf.training import PerfSetup, measure_training
 from bench.perf.workers import PERF_MATRIX, measure_workers
 from bench.report.stats import fmt_paired, paired
@@ -60,7 +60,7 @@ SIZES = {
     "cuda": Size(loop_steps=50, loop_warmup=10, loop_per_class=64, loop_classes=100,
                  loop_backends=("memory", "torch", "ffcv"), ab_classes=100, ab_per_class=100,
                  ab_epochs=5, runs_per_device=(1, 2, 4), throughput_seeds=4),
-}  # fmt: skip
+}
 
 
 def _cuda_tests(root: Path) -> dict:
@@ -70,10 +70,10 @@ def _cuda_tests(root: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p",
                            "no:cacheprovider", str(tests)], cwd=root, capture_output=True,
-                          text=True)  # fmt: skip
+                          text=True)
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     return {"result": last, "exit_code": done.returncode,
-            "seconds": time.perf_counter() - started}  # fmt: skip
+            "seconds": time.perf_counter() - started}
 
 
 def _loop_table(device: torch.device, size: Size, workdir: Path) -> list[dict]:
@@ -81,7 +81,7 @@ def _loop_table(device: torch.device, size: Size, workdir: Path) -> list[dict]:
     for pair in LOOP_PAIRS:
         teacher, student = pair.split(":")
         setup = PerfSetup(teacher, student, "kd", device, 64, size.loop_steps, size.loop_warmup,
-                          size.loop_classes, size.loop_per_class, workdir)  # fmt: skip
+                          size.loop_classes, size.loop_per_class, workdir)
         for row in measure_training(setup, list(size.loop_backends), log=lambda line: None):
             rows.append({"pair": pair} | dataclasses.asdict(row))
     return rows
@@ -98,28 +98,28 @@ def _ab(device: torch.device, size: Size, workdir: Path) -> dict:
         "teacher": {"recipe": {"epochs": 1}},
         "pairs": [{"teacher": "resnet56", "student": "resnet20"}],
         "methods": ["kd"], "seeds": 2,
-    }  # fmt: skip
+    }
     top1 = {}
     for precision in ("fp32", "bf16"):
         matrix = build_matrix(spec, "perf", device=device.type, precision=precision)
         tracker = JsonLinesTracker(workdir / f"ab-{precision}")
-        run_matrix(matrix, tracker=tracker, workdir=workdir / f"ab-{precision}", device=device,
-                   log=lambda line: None)  # fmt: skip
+        run_in_process(matrix, tracker=tracker, workdir=workdir / f"ab-{precision}",
+                       device=device, log=lambda line: None)
         top1[precision] = {int(r.tags["seed"]): r.metrics["test/top1"] for r in tracker.search()
                            if r.tags.get("role") == "student" and "test/top1" in r.metrics}
     gap = paired(top1["bf16"], top1["fp32"])
     return {"top1": top1, "bf16_minus_fp32": fmt_paired(gap), "mean": gap.mean,
-            "interval": gap.ci}  # fmt: skip
+            "interval": gap.ci}
 
 
 RUNS_PER_DEVICE = "runs-per-device.json"  # in <workdir>/perf/, for `bench plan`
 
 
 def run_suite(device: torch.device, out: Path, root: Path, device_name: str,
-              workdir: Path | None = None) -> Path:  # fmt: skip
+              workdir: Path | None = None) -> Path:
     size = SIZES["cuda" if device.type == "cuda" else "cpu"]
     result: dict = {"device": device_name, "torch": torch.__version__,
-                    "size": dataclasses.asdict(size)}  # fmt: skip
+                    "size": dataclasses.asdict(size)}
     seconds = result["seconds"] = {}
     with tempfile.TemporaryDirectory(prefix="kdbench-suite-") as folder:
         work = Path(folder)
@@ -130,7 +130,7 @@ def run_suite(device: torch.device, out: Path, root: Path, device_name: str,
             "ab": lambda: _ab(device, size, work),
             "throughput": lambda: measure_workers(list(size.runs_per_device), device.type,
                                                   spec=spec),
-        }  # fmt: skip
+        }
         for name, part in parts.items():
             started = time.perf_counter()
             result[name] = part()
@@ -139,7 +139,7 @@ def run_suite(device: torch.device, out: Path, root: Path, device_name: str,
     atomic_write_text(out / "suite.json", json.dumps(result, indent=1, default=str))
     if workdir is not None:  # the plan reads K runs' throughput on this device from here
         atomic_write_text(within(Path(workdir) / "perf", RUNS_PER_DEVICE), json.dumps(
-            {"device": device_name, "rows": result["throughput"]}, indent=1))  # fmt: skip
+            {"device": device_name, "rows": result["throughput"]}, indent=1))
     atomic_write_text(out / "suite.md", _markdown(result))
     return out / "suite.md"
 
@@ -149,13 +149,13 @@ def _markdown(result: dict) -> str:
                       f"{r['setup_s']:.1f}" if r["setup_s"] else "", r["note"]]
                      for r in result["loop"]],
                     headers=["pair", "loop", "img/s", "vs naive", "setup s (cache build)",
-                             "note"], tablefmt="github")  # fmt: skip
+                             "note"], tablefmt="github")
     rows = result["throughput"]
     throughput = tabulate([[r["workers"], r["cells"], f"{r['seconds']:.1f}",
                             f"{r['cells_per_hour']:.0f}", f"{r['ratio_to_first']:.2f}"]
                            for r in rows],
                           headers=["runs per device", "cells", "seconds", "cells per hour",
-                                   "vs 1"], tablefmt="github")  # fmt: skip
+                                   "vs 1"], tablefmt="github")
     ab = result["ab"]
     return (
         f"# kdbench perf --suite on {result['device']} (torch {result['torch']})\n\n"

@@ -173,6 +173,46 @@ def measure_naive(setup: PerfSetup) -> PerfRow:
     return PerfRow("naive (DataLoader x2, fp32, sync/step)", speed, setup.steps)
 
 
+def _teacher_of(setup: PerfSetup, backend: str, teacher_model, loaders, cache: str,
+                precision: str) -> tuple[Callable, float]:
+    """The teacher's logits per batch: its forward, or lookups in the logit cache built here
+    (and the seconds the build took)."""
+    if cache == "none":
+        return TeacherForward(teacher_model), 0.0
+    from bench.engine.teacher_cache import CachedTeacher, load_or_build
+
+    splits = load_cifar(_data_spec(setup, backend), setup.workdir)
+    started = time.perf_counter()
+    table = load_or_build(
+        teacher_model,
+        teacher_sha=f"perf-random-{setup.teacher}",
+        data_hash=loaders.content_hash,
+        images=splits.train_images,
+        file_index=splits.train_index,
+        dtype=cache,
+        device=setup.device,
+        workdir=setup.workdir,
+        precision=precision,
+        log=lambda _: None,
+    )
+    return CachedTeacher(table, loaders.variants), time.perf_counter() - started
+
+
+def _variant(backend: str, channels_last: bool, cache: str, compile_model: bool, precision: str,
+             device: torch.device) -> list[str]:
+    options = (
+        [backend]
+        + (["channels_last"] if channels_last else [])
+        + ([f"cache {cache}"] if cache != "none" else [])
+        + (["compile"] if compile_model else [])
+    )
+    if precision == "bf16":
+        options.insert(1, "bf16")
+    if device.type == "cuda":
+        options.insert(1, "fused SGD")
+    return options
+
+
 def measure_kdbench(
     setup: PerfSetup,
     backend: str,
@@ -196,27 +236,7 @@ def measure_kdbench(
     student, teacher_model = _models(setup, loaders.num_classes, channels_last)
     method = methods.create(setup.method, num_classes=loaders.num_classes)
     optimizer = build_optimizer(student, Recipe(lr=0.05), device)
-    setup_s = 0.0
-    teacher: Callable = TeacherForward(teacher_model)
-    if cache != "none":
-        from bench.engine.teacher_cache import CachedTeacher, load_or_build
-
-        splits = load_cifar(_data_spec(setup, backend), setup.workdir)
-        started = time.perf_counter()
-        table = load_or_build(
-            teacher_model,
-            teacher_sha=f"perf-random-{setup.teacher}",
-            data_hash=loaders.content_hash,
-            images=splits.train_images,
-            file_index=splits.train_index,
-            dtype=cache,
-            device=device,
-            workdir=setup.workdir,
-            precision=precision,
-            log=lambda _: None,
-        )
-        setup_s = time.perf_counter() - started
-        teacher = CachedTeacher(table, loaders.variants)
+    teacher, setup_s = _teacher_of(setup, backend, teacher_model, loaders, cache, precision)
     forward = student
     if compile_model:
         started = time.perf_counter()
@@ -234,35 +254,15 @@ def measure_kdbench(
 
     def step() -> int:
         images, labels, indices = next_batch()
-        train_step(
-            forward,
-            method,
-            teacher,
-            optimizer,
-            images,
-            labels,
-            indices,
-            state["epoch"],
-            device=device,
-            precision=precision,
-            channels_last=channels_last,
-        )
+        train_step(forward, method, teacher, optimizer, images, labels, indices, state["epoch"],
+                   device=device, precision=precision, channels_last=channels_last)
         return labels.shape[0]  # a shape, not a value: no host sync
 
     if compile_model:
         step()  # the compile happens here, outside the timed region
         setup_s = time.perf_counter() - started
     speed = _images_per_s(step, setup.steps, setup.warmup, device)
-    options = (
-        [backend]
-        + (["channels_last"] if channels_last else [])
-        + ([f"cache {cache}"] if cache != "none" else [])
-        + (["compile"] if compile_model else [])
-    )
-    if precision == "bf16":
-        options.insert(1, "bf16")
-    if device.type == "cuda":
-        options.insert(1, "fused SGD")
+    options = _variant(backend, channels_last, cache, compile_model, precision, device)
     return PerfRow("kdbench " + " + ".join(options), speed, setup.steps, setup_s)
 
 

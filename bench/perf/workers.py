@@ -10,7 +10,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from bench.engine.workers import run_workers, worker_slots
+from bench.launch.workers import run_workers, worker_slots
 from bench.spec import build_matrix
 from bench.store.trackers import MlflowTracker
 
@@ -25,11 +25,11 @@ PERF_MATRIX = {
     "pairs": [{"teacher": "resnet8", "student": "resnet8"}],
     "methods": ["ce", "kd", "dkd"],
     "seeds": 4,
-}  # fmt: skip
+}
 
 
 def measure_workers(counts: list[int], device: str = "cpu", data_workdir: Path | None = None,
-                    spec: dict | None = None):  # fmt: skip
+                    spec: dict | None = None):
     """Wall-clock seconds and cells per hour of the same matrix with each worker count, each in
     a fresh work directory (store and generated data included, as a user's first run)."""
     rows: list[dict[str, Any]] = []
@@ -41,11 +41,11 @@ def measure_workers(counts: list[int], device: str = "cpu", data_workdir: Path |
             slots = worker_slots(count, [], 1, device)
             started = time.perf_counter()
             summary = run_workers(matrix, tracker=tracker, workdir=workdir, slots=slots,
-                                  log=lambda line: None)  # fmt: skip
+                                  log=lambda line: None)
             seconds = time.perf_counter() - started
             cells = len(summary.trained)
             rows.append({"workers": count, "cells": cells, "seconds": seconds,
-                         "cells_per_hour": 3600 * cells / seconds})  # fmt: skip
+                         "cells_per_hour": 3600 * cells / seconds})
     base = rows[0]["cells_per_hour"]
     for row in rows:
         row["ratio_to_first"] = row["cells_per_hour"] / base
@@ -55,4 +55,4 @@ def measure_workers(counts: list[int], device: str = "cpu", data_workdir: Path |
 def format_workers_table(rows: list[dict[str, Any]]) -> str:
     headers = ["workers", "cells", "seconds", "cells_per_hour", "ratio_to_first"]
     return tabulate([[r[h] for h in headers] for r in rows], headers=headers,
-                    floatfmt=(None, None, ".1f", ".0f", ".2f"))  # fmt: skip
+                    floatfmt=(None, None, ".1f", ".0f", ".2f"))

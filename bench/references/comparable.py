@@ -140,7 +140,7 @@ def _execution(run: RunSpec, setup: PublishedSetup) -> list[str]:
 
 
 def _teacher(run: RunSpec, setup: PublishedSetup, ours: Ours) -> list[str]:
-    if run.teacher is None or setup.teacher != "released":
+    if run.teacher is None or setup.teacher != "published":
         return []
     if run.teacher.source == "trained":
         return [f"teacher self-trained {_teacher_scores(ours)}"]

@@ -11,9 +11,8 @@ from functools import lru_cache
 from bench.errors import SpecError
 from bench.references.files import EXTRA_FOLDER_VARIABLE, load_yaml_entries
 from bench.spec import Recipe
+from bench.vocabulary import PRECISIONS, TEACHER_SOURCES
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-TEACHER_SOURCES = ("released", "trained")
 # Recipe fields added after the setups were written: a setup that does not name one used this
 RECIPE_FIELD_DEFAULTS = {"schedule": "step", "lr_min": 0.0, "sync_bn": False}
 
@@ -31,7 +30,7 @@ class PublishedSetup:
     val_per_class: int | None = None  # train images per class held out for validation, if any
     methods: dict = field(default_factory=dict)
     precision: str = "fp32"
-    teacher: str = "released"
+    teacher: str = "published"
     teacher_cache: str = "none"
     pixels: str = "exact"
     augment: bool = True
@@ -59,7 +58,7 @@ def _setup(name: str, raw: dict) -> PublishedSetup:
         raise SpecError(f"setups.yaml {name}.recipe: missing {', '.join(missing)}")
     if raw.get("precision", "fp32") not in PRECISIONS:
         raise SpecError(f"setups.yaml {name}.precision: expected one of {', '.join(PRECISIONS)}")
-    if raw.get("teacher", "released") not in TEACHER_SOURCES:
+    if raw.get("teacher", "published") not in TEACHER_SOURCES:
         raise SpecError(
             f"setups.yaml {name}.teacher: expected one of {', '.join(TEACHER_SOURCES)}"
         )

@@ -10,9 +10,9 @@ from bench.spec import Matrix, RunSpec, TeacherSpec, teacher_run
 from bench.store.cell_state import FINISHED_STATE, cell_state
 from bench.store.schema import numerics_of_record, numerics_of_run
 from bench.store.trackers import RunRecord
+from bench.vocabulary import METRICS
 
 Unit = int | tuple[int | None, int]
-METRICS = ("last", "best", "best_val")
 # How each number was selected, named wherever it is shown: never two selections in one mean.
 SELECTIONS = {
     "last": "last-epoch",

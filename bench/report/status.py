@@ -56,7 +56,7 @@ def matrix_status(matrix: Matrix, records: list[RunRecord], now: float | None = 
         out.append(CellStatus(
             cell.run.name, _state(cell), tags.get("epoch", ""), cell.run.recipe.epochs,
             tags.get("host", ""), now - float(beat) if beat else None, cell.reason,
-        ))  # fmt: skip
+        ))
     return out
 
 
@@ -70,7 +70,7 @@ def format_status(matrix: Matrix, cells: list[CellStatus]) -> str:
     if running:
         rows = [[c.name, f"{c.epoch or 0}/{c.epochs}", c.host or "?",
                  "?" if c.heartbeat_age is None else f"{c.heartbeat_age:.0f} s ago"]
-                for c in running]  # fmt: skip
+                for c in running]
         lines += ["", "running:", tabulate(rows, ["cell", "epoch", "host", "last heartbeat"])]
     troubled = [c for c in cells if c.state in ("failed", "blocked")]
     if troubled:

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.errors import SpecError
 from bench.files import atomic_write, atomic_write_text
 from bench.references import PublishedTable, load_published
-from bench.report.collect import METRICS, CellResult, Results, collect
+from bench.report.collect import CellResult, Results, collect
 from bench.report.render import Block, Bullets, Heading, Para, Table, to_html, to_latex, to_markdown
 from bench.report.sections import ReportContext, sections
 from bench.spec import Matrix, apply_overrides, load_matrix, read_matrix_yaml
@@ -22,6 +22,7 @@ from bench.store.schema import (
     numerics_of_run,
 )
 from bench.store.trackers import RunRecord
+from bench.vocabulary import METRICS
 
 FORMATS = ("md", "html", "latex")
 RECORD_TAGS = (
@@ -45,7 +46,7 @@ RECORD_TAGS = (
 def write_runs_csv(results: list[CellResult], path: Path) -> None:
     """One line per cell of the matrix: its run's parameters, final metrics and tags."""
     fixed = ["cell_key", "run_key", "run_id", "name", "status", "state", "reason", "attempts",
-             "pairs"]  # fmt: skip
+             "pairs"]
     params: list[dict] = []
     for r in results:
         merged = {k: str(v) for k, v in r.run.flat_params().items()}
@@ -166,15 +167,15 @@ def settings_held(matrix: Matrix, records: list[RunRecord]) -> str:
     """The finished student runs of this matrix the store holds under other `--set` values, as
     the `--set` options that report them ('' if none)."""
     ours = {k: str(v) for k, v in matrix.runs[0].flat_params().items()
-            if k.startswith(SETTINGS) and k not in NOT_SETTINGS}  # fmt: skip
+            if k.startswith(SETTINGS) and k not in NOT_SETTINGS}
     found: Counter = Counter()
     for record in records:
         tags = record.tags
         if (record.status != "FINISHED" or tags.get("matrix") != matrix.name
-                or tags.get("role") != "student"):  # fmt: skip
+                or tags.get("role") != "student"):
             continue
         differ = tuple(sorted((k, record.params[k]) for k in ours
-                              if k in record.params and record.params[k] != ours[k]))  # fmt: skip
+                              if k in record.params and record.params[k] != ours[k]))
         if differ:
             found[differ] += 1
     return "; ".join(
@@ -267,7 +268,7 @@ def _bind_teacher_files(matrix: Matrix, students: list[RunRecord]) -> Matrix:
     for teacher in matrix.teachers:
         if not teacher.bound:
             found = [r.tags.get("teacher_sha256") for r in students
-                     if r.tags.get("teacher") == teacher.arch]  # fmt: skip
+                     if r.tags.get("teacher") == teacher.arch]
             if any(found):
                 hashes[teacher.arch] = _most_common(found, "")
     return matrix.bind_teacher_files(hashes)

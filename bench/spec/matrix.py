@@ -33,15 +33,14 @@ from bench.spec.schema import (
     check_data,
     check_views,
 )
+from bench.vocabulary import PRECISIONS, TEACHER_CACHES, TEACHER_SOURCES
 from methods.params import params_dataclass, validate
 
 # fp32 is the default on every device: the published tables were trained in fp32, and a default
 # that changes numerics would make every comparison with them a comparison of precisions. tf32
 # (fp32 storage, TF32 matmul and convolutions on Ampere and later) and bf16 autocast are opt-in;
 # runs of each precision are reported apart.
-PRECISIONS = ("fp32", "tf32", "bf16")
 DEFAULT_PRECISION = "fp32"
-TEACHER_CACHES = ("none", "float16", "float32")
 PUBLISHED_PRETRAINED = "IMAGENET1K_V1"
 DEFAULT_BASELINE = "kd"  # Hinton et al.: the method every logit-KD paper compares with
 
@@ -55,7 +54,7 @@ class TeacherSection:
     checkpoints: dict[str, str] = field(default_factory=dict)  # model name -> file
     pretrained: str | None = None
     # published: the authors' released teachers of this dataset (bench/references/teachers.yaml)
-    source: Literal["trained", "published"] = "trained"
+    source: Literal[TEACHER_SOURCES] = "trained"
     url: str | None = None  # a mirror of the released file (file://, http://, https://)
 
 
@@ -429,6 +428,49 @@ def load_matrix(
     )
 
 
+def _pairs(spec: MatrixFile, data: DataSpec, known: set[str]) -> list[tuple[str, str, PairEntry]]:
+    pairs: list[tuple[str, str, PairEntry]] = []
+    for i, pair in enumerate(spec.pairs):
+        where = f"pairs[{i}]"
+        teacher = _check_model(pair.teacher, data, f"{where}.teacher")
+        student = _check_model(pair.student, data, f"{where}.student")
+        if any(t == teacher and s == student for t, s, _ in pairs):
+            raise SpecError(f"{where}: duplicate pair {teacher} -> {student}")
+        _check_method_keys(pair.params, known, f"{where}.params")
+        pairs.append((teacher, student, pair))
+    return pairs
+
+
+def _cell_method(spec: MatrixFile, pair: PairEntry, cell: dict, pair_label: str,
+                 resolve: _MethodResolver) -> MethodSpec:
+    """A method entry on one pair, its parameters resolved: matrix-wide method defaults < the
+    pair's per-method values < the entry's own (ablation) values < the pair's values for that
+    exact label."""
+    params = (
+        dict(spec.method_params.get(cell["name"]) or {})
+        | dict(pair.params.get(cell["name"]) or {})
+        | dict(cell["params"])
+    )
+    if cell["label"] != cell["name"]:
+        params |= dict(pair.params.get(cell["label"]) or {})
+    where = f"{cell['where']} ({cell['label']}, pair {pair_label})"
+    title, note = methods.describe(cell["name"])
+    resolved = resolve(cell["name"], params, where)
+    return MethodSpec(cell["name"], cell["label"], resolved, title, note,
+                      methods.provenance(cell["name"]))
+
+
+def _add_run(runs: dict[str, RunSpec], run: RunSpec, pair_label: str) -> None:
+    """A run added once by its key: ce is shared by the pairs with the same student and by
+    every teacher seed, and lists each of those pairs."""
+    if run.run_key in runs:
+        prev = runs[run.run_key]
+        if pair_label in prev.pairs:
+            return
+        run = dataclasses.replace(prev, pairs=prev.pairs + (pair_label,))
+    runs[run.run_key] = run
+
+
 def build_matrix(
     raw: dict,
     source: str,
@@ -458,59 +500,24 @@ def build_matrix(
             f"valid: {', '.join(c['label'] for c in cells)}"
         )
 
-    pairs: list[tuple[str, str, PairEntry]] = []
-    for i, pair in enumerate(spec.pairs):
-        where = f"pairs[{i}]"
-        teacher = _check_model(pair.teacher, data, f"{where}.teacher")
-        student = _check_model(pair.student, data, f"{where}.student")
-        if any(t == teacher and s == student for t, s, _ in pairs):
-            raise SpecError(f"{where}: duplicate pair {teacher} -> {student}")
-        _check_method_keys(pair.params, known, f"{where}.params")
-        pairs.append((teacher, student, pair))
-
+    pairs = _pairs(spec, data, known)
     teachers = _teachers(spec.teacher, [t for t, _, _ in pairs], teacher_recipe, data)
     execution = _execution(device, precision, teacher_cache, data)
     _check_two_views({c["name"] for c in cells}, data, execution)
-    resolve = _MethodResolver(data.num_classes)
     runs: dict[str, RunSpec] = {}
+    resolve = _MethodResolver(data.num_classes)
     for teacher_arch, student, pair in pairs:
         pair_label = f"{teacher_arch}:{student}"
         pair_recipe = _recipe(recipe, pair.recipe, f"pair {pair_label}.recipe.")
         for cell in cells:
-            # matrix-wide method defaults < the pair's per-method values < the entry's own
-            # (ablation) values < the pair's values for that exact label
-            params = (
-                dict(spec.method_params.get(cell["name"]) or {})
-                | dict(pair.params.get(cell["name"]) or {})
-                | dict(cell["params"])
-            )
-            if cell["label"] != cell["name"]:
-                params |= dict(pair.params.get(cell["label"]) or {})
-            where = f"{cell['where']} ({cell['label']}, pair {pair_label})"
-            title, note = methods.describe(cell["name"])
-            resolved = resolve(cell["name"], params, where)
-            method = MethodSpec(cell["name"], cell["label"], resolved, title, note,
-                                methods.provenance(cell["name"]))  # fmt: skip
+            method = _cell_method(spec, pair, cell, pair_label, resolve)
             needs_teacher = methods.needs(cell["name"]).teacher
             for teacher, seed in itertools.product(teachers[teacher_arch], seed_list):
-                run = RunSpec(
-                    matrix=spec.name,
-                    data=data,
-                    data_hash=data_hash,
-                    teacher=teacher if needs_teacher else None,
-                    student=student,
-                    method=method,
-                    recipe=pair_recipe,
-                    seed=seed,
-                    pairs=(pair_label,),
-                    execution=execution,
-                )
-                if run.run_key in runs:  # ce: shared by pairs with the same student and by
-                    prev = runs[run.run_key]  # every teacher seed
-                    if pair_label in prev.pairs:
-                        continue
-                    run = dataclasses.replace(prev, pairs=prev.pairs + (pair_label,))
-                runs[run.run_key] = run
+                run = RunSpec(matrix=spec.name, data=data, data_hash=data_hash,
+                              teacher=teacher if needs_teacher else None, student=student,
+                              method=method, recipe=pair_recipe, seed=seed, pairs=(pair_label,),
+                              execution=execution)
+                _add_run(runs, run, pair_label)
     used_teachers = {r.teacher for r in runs.values() if r.teacher}
     return Matrix(
         name=spec.name,

@@ -132,7 +132,6 @@ CROP_FLIP_MAX_RESOLUTION = 64  # the CIFAR family (pad 4, crop, flip) serves sma
 # RandomResizedCrop + flip: counter-based on prepared arrays up to 64 px, and the decoders'
 # own at ImageNet's 224 px; sizes between are not served in this version
 RRC_RESOLUTION = 224
-AUGMENT_FAMILIES = ("crop_flip", "rrc_flip")
 
 
 @params_dataclass
@@ -301,9 +300,6 @@ def check_backend(data: DataSpec) -> None:
             f"{'' if data.prepared_arrays else f' at {data.resolution} px'}; "
             f"valid for it: {', '.join(data.backends)}"
         )
-
-
-TEACHER_SOURCES = ("trained", "published")
 
 
 @dataclass(frozen=True)

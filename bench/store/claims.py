@@ -109,7 +109,7 @@ class _AdvisoryLock:
             return  # the session, and with it the lock, is gone already
         with contextlib.suppress(ClaimsUnavailable):
             self._claims.execute("DELETE FROM kdbench_leases WHERE run_key = %s AND holder = %s",
-                                 (self._run_key, self._claims.holder))  # fmt: skip
+                                 (self._run_key, self._claims.holder))
             self._claims.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
 
 
@@ -137,7 +137,7 @@ class PostgresClaims:
         self.execute("SELECT pg_advisory_lock(%s)", (schema_lock,))
         try:
             self.execute("CREATE TABLE IF NOT EXISTS kdbench_leases (run_key text PRIMARY KEY, "
-                         "holder text NOT NULL, expires timestamptz NOT NULL)")  # fmt: skip
+                         "holder text NOT NULL, expires timestamptz NOT NULL)")
         finally:
             self.execute("SELECT pg_advisory_unlock(%s)", (schema_lock,))
 

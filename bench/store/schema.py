@@ -16,7 +16,7 @@ EXECUTION_TAGS = (
     "deterministic_algorithms",
 )
 FINAL_METRICS = ("last_top1", "last_top5", "best_top1", "best_top5", "best_epoch", "best_val_top1",
-                 "best_val_top5", "best_val_epoch", "teacher_top1")  # fmt: skip
+                 "best_val_top5", "best_val_epoch", "teacher_top1")
 
 
 class TeacherIdentity(Protocol):

@@ -40,7 +40,7 @@ class StoreUnavailable(StoreError):
 # what the MLflow client says of a server that is down, overloaded or unreachable
 OUTAGE_MARKERS = ("Max retries exceeded", "Connection refused", "Failed to establish",
                   "Read timed out", "Connection aborted", "RemoteDisconnected",
-                  "error code 502", "error code 503", "error code 504")  # fmt: skip
+                  "error code 502", "error code 503", "error code 504")
 
 
 def _is_outage(exc: BaseException) -> bool:

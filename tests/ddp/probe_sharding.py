@@ -17,7 +17,7 @@ from bench.spec import parse_data
 workdir = Path(sys.argv[1])
 group = from_environment("cpu")
 data = {"dataset": "synthetic", "synthetic": {"classes": 5, "train_per_class": 21,
-                                              "test_per_class": 9}}  # fmt: skip
+                                              "test_per_class": 9}}
 report = {}
 for backend in ("memory", "torch", "ffcv"):
     spec = parse_data(data | {"backend": backend})
@@ -44,7 +44,7 @@ for backend in ("memory", "torch", "ffcv"):
     sharded = evaluate(model, mine.test, torch.device("cpu"), group=group)
     single = evaluate(model, whole.test, torch.device("cpu"))
     report[f"{backend}/eval"] = {"count": sharded["count"], "expected": single["count"],
-                                 "loss": [sharded["loss"], single["loss"]]}  # fmt: skip
+                                 "loss": [sharded["loss"], single["loss"]]}
 if group.is_main:
     print(json.dumps(report))
 group.close()

@@ -434,7 +434,7 @@ def make_ffcv_loaders(
                 file_index.numpy(),
                 decoder=SimpleRGBImageDecoder(),
                 transform=_cifar_transform(seed, augment if train else False, splits.normalization,
-                                           views if train else 1),  # fmt: skip
+                                           views if train else 1),
                 batch_size=batch,
                 seed=seed,
                 train=train,

@@ -78,7 +78,7 @@ class MemoryLoader:
             indices = self.file_index[positions]
             if self.augment:
                 out = train_batch(images, self.seed, epoch, indices, self.stats, self.augment,
-                                  self.views)  # fmt: skip
+                                  self.views)
             else:
                 out = normalize(images, self.stats)
             yield out, self.labels[positions], indices

@@ -25,7 +25,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 class _CifarSamples(Dataset):
     def __init__(self, images, labels, file_index, seed: int, augment: bool | str, stats,
-                 views: int = 1):  # fmt: skip
+                 views: int = 1):
         self.images, self.labels, self.file_index = images, labels, file_index
         self.seed, self.augment, self.stats = seed, array_family(augment), stats
         self.views = views
@@ -48,7 +48,7 @@ class _CifarSamples(Dataset):
 
 class _EpochBatches(Sampler):
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool,
-                 shard: Shard = WHOLE):  # fmt: skip
+                 shard: Shard = WHOLE):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.shuffle, self.shard = shuffle, shard
 
@@ -94,7 +94,7 @@ class SampleLoader:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         sampler = _EpochBatches(len(self.samples), self.batch_size, self.seed, epoch, self.train,
-                                self.shard)  # fmt: skip
+                                self.shard)
         loader = DataLoader(
             self.samples,
             batch_sampler=sampler,
@@ -133,7 +133,7 @@ class TorchLoader(SampleLoader):
     ):
         super().__init__(
             _CifarSamples(images, labels, file_index, seed, augment if train else False, stats,
-                          views if train else 1),  # fmt: skip
+                          views if train else 1),
             batch_size=batch_size,
             seed=seed,
             train=train,

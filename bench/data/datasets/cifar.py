@@ -37,12 +37,11 @@ class CifarLayout:
 CIFAR100 = CifarLayout(
     "CIFAR-100", "cifar-100-python", ("train",), ("test",), "meta",
     "fine_labels", "fine_label_names", "CIFAR100",
-)  # fmt: skip
+)
 CIFAR10 = CifarLayout(
     "CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
     ("test_batch",), "batches.meta", "labels", "label_names", "CIFAR10",
-)  # fmt: skip
-FOLDER = CIFAR100.folder
+)
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def load_folder(root: Path, subset_per_class, test_subset_per_class) -> FolderSp
         only_val = sorted(set(test_classes) - set(classes))
         only_train = sorted(set(classes) - set(test_classes))
         differs = (f"val/{only_val[0]} has no train/ folder" if only_val
-                   else f"train/{only_train[0]} has no val/ folder")  # fmt: skip
+                   else f"train/{only_train[0]} has no val/ folder")
         raise DataError(
             f"image folder {root}: {differs} ({len(classes)} train classes, "
             f"{len(test_classes)} val classes); expected the same class folders in both"

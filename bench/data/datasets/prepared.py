@@ -44,7 +44,7 @@ def _pixels(path: str, resolution: int) -> np.ndarray:
     if image.size != (resolution, resolution):
         scale = resolution / min(image.size)
         size = (max(resolution, round(image.width * scale)),
-                max(resolution, round(image.height * scale)))  # fmt: skip
+                max(resolution, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
         left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
         image = image.crop((left, top, left + resolution, top + resolution))

@@ -95,7 +95,7 @@ def ablation_table(ctx: ReportContext, name: str, labels: list[str]) -> list[Blo
                 ]
             )
     headers = ["teacher", "student", "variant", "terms", "mean ± std (n)", f"Δ vs full {name}",
-               f"Δ vs {baseline}"]  # fmt: skip
+               f"Δ vs {baseline}"]
     caption = f"{matrix.name}: {name} ablation"
     blocks.append(Table(headers, rows, name=f"ablation_{name}", caption=caption))
     return blocks

@@ -39,7 +39,7 @@ def cost_rows(ctx: ReportContext) -> list[list[str]]:
         rows.append([
             label, str(len(speeds)), f"{statistics.median(speeds):.0f}",
             "—" if ratio is None else f"{ratio:.2f}×", "—" if rank is None else f"{rank:.2f}",
-        ])  # fmt: skip
+        ])
     return rows
 
 
@@ -52,12 +52,12 @@ def cost_blocks(ctx: ReportContext) -> list[Block]:
     if ctx.costs is not None:
         source = (f"Time per image vs {base}: measured by {ctx.costs.source}: every method's "
                   "full training step on every pair in one process, the ratio of "
-                  f"{base}'s img/s to the method's, geometric mean over pairs.")  # fmt: skip
+                  f"{base}'s img/s to the method's, geometric mean over pairs.")
     else:
         source = (f"Time per image vs {base}: {base}'s img/s over the method's "
                   "in the runs themselves, geometric mean over pairs — not a controlled "
                   "measurement (whatever else ran on the machine counts in it); `python -m bench "
-                  "perf --matrix` measures it and this table then uses that.")  # fmt: skip
+                  "perf --matrix` measures it and this table then uses that.")
     return [
         Heading("Cost per training image"),
         Para(
@@ -67,5 +67,5 @@ def cost_blocks(ctx: ReportContext) -> list[Block]:
             "the teacher on both."
         ),
         Table(["method", "runs", "img/s", f"time per image vs {ctx.baseline}", "mean rank"], rows,
-              name="cost"),  # fmt: skip
+              name="cost"),
     ]

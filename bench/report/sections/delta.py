@@ -48,7 +48,7 @@ def delta_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
                 Heading(f"{title}, {selection(m)} top-1 (points)", 3),
                 Table(["teacher", "student"] + [f"{lab} − {base}" for lab in others], rows,
                       name=f"delta_{base}_{m}", caption=f"{matrix.name}: {title}, {selection(m)}"),
-            ]  # fmt: skip
+            ]
     rows = []
     for m in (metric, other_metric(metric)):
         for pair in matrix.pairs:
@@ -61,7 +61,7 @@ def delta_section(matrix: Matrix, results: Results, metric: str) -> list[Block]:
         ),
         Table(["teacher", "student", "epoch", "best", "runner-up", "best − runner-up", "clear"],
               rows, name="leads"),
-    ]  # fmt: skip
+    ]
     return blocks
 
 

@@ -98,7 +98,7 @@ def leaderboard_section(matrix: Matrix, results: Results, metric: str) -> list[B
         Heading(f"{beside[0].upper()}{beside[1:]} test top-1 (%)", 3),
         Table(headers, leaderboard(matrix, results, other, labels), name=f"leaderboard_{other}",
               caption=f"{matrix.name}: {beside} test top-1 (%), mean ± std (n)"),
-    ]  # fmt: skip
+    ]
 
 
 

@@ -30,7 +30,7 @@ def per_seed_section(matrix: Matrix, results: Results) -> list[Block]:
             teachers = sorted({c.run.teacher.seed if c.run.teacher else -1 for c in cells})
             for teacher in teachers if several else [None]:
                 by_seed = {c.run.seed: c for c in cells if teacher is None
-                           or (c.run.teacher.seed if c.run.teacher else -1) == teacher}  # fmt: skip
+                           or (c.run.teacher.seed if c.run.teacher else -1) == teacher}
                 first = [label] if not several else [label, "—" if teacher == -1 else str(teacher)]
                 rows.append([*pair, *first] + [_seed_cell(by_seed.get(s)) for s in matrix.seeds])
     headers = ["teacher", "student", "method"] + (["teacher seed"] if several else []) + [

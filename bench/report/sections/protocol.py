@@ -194,10 +194,10 @@ def _validation_text(matrix: Matrix) -> str:
     k = matrix.data.val_per_class
     if k is None:
         return ("No validation split (data.val_per_class): the only honest selection here is the "
-                "last epoch.")  # fmt: skip
+                "last epoch.")
     return (f"Validation: {k} train images per class held out (the same for every method, seed "
             "and backend); `--metric best_val` reports the test top-1 of the epoch with the best "
-            "validation top-1.")  # fmt: skip
+            "validation top-1.")
 
 
 def _numerics_note(ctx: ReportContext) -> list[Block]:

@@ -19,7 +19,7 @@ from bench.report.stats import Summary, fmt_signed, fmt_summary, welch_p
 from bench.spec import Matrix
 
 HEADERS = ["teacher", "student", "method", "ours last", "ours best", "published",
-           "metric (runs)", "Δ like for like", "agreement", "source"]  # fmt: skip
+           "metric (runs)", "Δ like for like", "agreement", "source"]
 
 
 def _not_comparable(reasons: list[str]) -> str:
@@ -71,7 +71,7 @@ def teacher_row(matrix, results, published, setups, pair) -> list[str]:
     else:
         delta = fmt_signed(float(score) - pub.top1)
     return [*pair, "teacher", ours_text, "", f"{pub.top1:.2f}", _metric_text(pub, None), delta,
-            "", pub.source]  # fmt: skip
+            "", pub.source]
 
 
 def method_row(matrix, results, published, setups, pair, label) -> list[str]:
@@ -87,7 +87,7 @@ def method_row(matrix, results, published, setups, pair, label) -> list[str]:
     if setup is None:
         delta = _not_comparable([f"setup '{pub.setup}' is not recorded"])
         return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, None), delta, "",
-                pub.source]  # fmt: skip
+                pub.source]
     ours = {"best": best, "best_val": results.summary(pair, label, "best_val")}.get(
         pub.metric, last
     )
@@ -104,7 +104,7 @@ def method_row(matrix, results, published, setups, pair, label) -> list[str]:
         delta = f"{fmt_signed(ours.mean - pub.top1)} (ours {pub.metric} − published)"
         agreement = _agreement(ours, pub)
     return [*pair, label, *ours_cols, f"{pub.top1:.2f}", _metric_text(pub, setup), delta,
-            agreement, pub.source]  # fmt: skip
+            agreement, pub.source]
 
 
 def _published_row(matrix, published, pair, cells) -> Published | None:

@@ -27,7 +27,7 @@ def variance_rows(matrix: Matrix, results: Results, metric: str) -> list[list[st
                 continue
             share = split.teacher / (split.teacher + split.student) if split.teacher else 0.0
             rows.append([*pair, label, f"{split.teachers} × {split.students}",
-                         _std(split.teacher), _std(split.student), f"{share:.0%}"])  # fmt: skip
+                         _std(split.teacher), _std(split.student), f"{share:.0%}"])
     return rows
 
 
@@ -46,7 +46,7 @@ def lead_rows(matrix: Matrix, results: Results, metric: str) -> list[list[str]]:
                 d = paired({u: v for u, v in ours.items() if u[0] in (seed, None)},
                            {u: v for u, v in reference.items() if u[0] in (seed, None)})
                 if d.n:
-                    per_teacher[seed] = d.mean  # fmt: skip
+                    per_teacher[seed] = d.mean
             signs = {d > 0 for d in per_teacher.values()}
             if len(per_teacher) < 2:
                 verdict = "too few teacher seeds"
@@ -58,7 +58,7 @@ def lead_rows(matrix: Matrix, results: Results, metric: str) -> list[list[str]]:
                 verdict = "depends on the teacher seed"
             rows.append([*pair, f"{label} − {base}",
                          ", ".join(f"t{s}: {fmt_signed(d)}" for s, d in per_teacher.items()),
-                         fmt_paired(overall), verdict])  # fmt: skip
+                         fmt_paired(overall), verdict])
     return rows
 
 
@@ -84,7 +84,7 @@ def teacher_seeds(ctx: ReportContext) -> list[Block]:
     if rows:
         blocks.append(Table(["teacher", "student", "method", "teachers × students",
                              "teacher part (std)", "student part (std)", "teacher share"],
-                            rows, name=f"variance_split_{metric}"))  # fmt: skip
+                            rows, name=f"variance_split_{metric}"))
     else:
         blocks.append(Para("No cell has two teacher seeds with two common student seeds yet."))
     leads = lead_rows(matrix, results, metric)
@@ -99,5 +99,5 @@ def teacher_seeds(ctx: ReportContext) -> list[Block]:
             Table(["teacher", "student", "difference", "per teacher seed",
                    "all units [95% interval] (n)", "verdict"], leads,
                   name=f"teacher_seed_leads_{metric}"),
-        ]  # fmt: skip
+        ]
     return blocks

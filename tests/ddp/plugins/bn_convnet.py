@@ -12,4 +12,4 @@ def bnnet_test(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
-    )  # fmt: skip
+    )

@@ -62,7 +62,7 @@ def _devices(ctx: Context) -> Check:
         nccl = ".".join(map(str, torch.cuda.nccl.version())) if count else "—"
         bf16 = "yes" if torch.cuda.is_bf16_supported() else "no"
         detail = (f"{count} x {names}; CUDA {torch.version.cuda}, cuDNN "
-                  f"{torch.backends.cudnn.version()}, NCCL {nccl}, bf16 {bf16}")  # fmt: skip
+                  f"{torch.backends.cudnn.version()}, NCCL {nccl}, bf16 {bf16}")
         wants_bf16 = ctx.matrix is not None and ctx.matrix.runs[0].execution.precision == "bf16"
         if wants_bf16 and bf16 == "no":
             return Check("devices", False, detail, "--precision fp32 (this GPU has no bf16)")
@@ -72,7 +72,7 @@ def _devices(ctx: Context) -> Check:
         "devices", False, f"no CUDA device ({build}); runs would train on the CPU",
         "a machine with an NVIDIA GPU and a CUDA build of torch (see pytorch.org), or "
         "--device cpu for a tiny matrix", blocking=ctx.wants_gpu,
-    )  # fmt: skip
+    )
 
 
 def _numerics(ctx: Context) -> Check:
@@ -94,7 +94,7 @@ def _ffcv(ctx: Context) -> Check:
             "ffcv", False, f"cannot import ({type(exc).__name__}: {exc})",
             "apt-get install libopencv-dev libturbojpeg0-dev pkg-config, then "
             "pip install -e '.[ffcv]'", blocking=needed,
-        )  # fmt: skip
+        )
     return Check("ffcv", True, f"ffcv {getattr(ffcv, '__version__', '?')} and its libraries load")
 
 
@@ -105,7 +105,7 @@ def _workdir(ctx: Context) -> Check:
             pass
     except OSError as exc:
         return Check("work directory", False, f"{ctx.workdir} is not writable ({exc.strerror})",
-                     "--workdir (or $KDBENCH_HOME) on a writable disk")  # fmt: skip
+                     "--workdir (or $KDBENCH_HOME) on a writable disk")
     return Check("work directory", True, f"{ctx.workdir} is writable")
 
 
@@ -113,9 +113,9 @@ def _workdir(ctx: Context) -> Check:
 def _asked_once() -> Iterator[None]:
     """MLflow's client without its retries (minutes against a server that is down)."""
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-                                            "MLFLOW_HTTP_REQUEST_TIMEOUT")}  # fmt: skip
+                                            "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-                      MLFLOW_HTTP_REQUEST_TIMEOUT=str(REACH_TIMEOUT_S))  # fmt: skip
+                      MLFLOW_HTTP_REQUEST_TIMEOUT=str(REACH_TIMEOUT_S))
     try:
         yield
     finally:
@@ -136,7 +136,7 @@ def _store(ctx: Context) -> Check:
     except (BenchError, OSError) as exc:
         return Check("store", False, str(exc),
                      "start the server, or unset MLFLOW_TRACKING_URI for the embedded sqlite "
-                     "store")  # fmt: skip
+                     "store")
     return Check("store", True, f"{where} opens for reading and writing")
 
 
@@ -150,7 +150,7 @@ def _claims(ctx: Context) -> Check | None:
         check_claims(ctx.workdir, ctx.args.claims)
     except BenchError as exc:
         return Check("claims", False, str(exc), f"a reachable postgresql:// URI in --claims or "
-                     f"${CLAIMS_VARIABLE}, or neither for file locks")  # fmt: skip
+                     f"${CLAIMS_VARIABLE}, or neither for file locks")
     return Check("claims", True, f"{where} connect")
 
 
@@ -161,10 +161,10 @@ def _slurm(ctx: Context) -> Check | None:
         importlib.import_module("submitit")
     except ImportError as exc:
         return Check("slurm", False, f"submitit does not import ({exc})",
-                     "pip install -e '.[cluster]'")  # fmt: skip
+                     "pip install -e '.[cluster]'")
     if shutil.which("sbatch") is None:
         return Check("slurm", False, "submitit imports, but no sbatch on PATH",
-                     "run on a SLURM login node (or load its module)")  # fmt: skip
+                     "run on a SLURM login node (or load its module)")
     return Check("slurm", True, "submitit imports and sbatch is on PATH")
 
 
@@ -199,9 +199,9 @@ def _data(ctx: Context) -> Check | None:
         root = default_root(data, ctx.workdir)
         return Check("data", False, f"{absent_reason(data, ctx.workdir)}; {url} unreachable "
                      f"({why})", f"copy {Path(url).name} into {root} (or set data.root)",
-                     )  # fmt: skip
+                     )
     return Check("data", False, absent_reason(data, ctx.workdir),
-                 "python -m bench data prepare, or set data.root")  # fmt: skip
+                 "python -m bench data prepare, or set data.root")
 
 
 def _teachers(ctx: Context) -> list[Check]:
@@ -224,16 +224,16 @@ def _teachers(ctx: Context) -> list[Check]:
     if not missing:
         return [Check(names, True, f"all in the work directory; {pinned}")]
     url = release.url or (f"torchvision's weights ({release.torchvision_weights})"
-                          if release.torchvision_weights else None)  # fmt: skip
+                          if release.torchvision_weights else None)
     why = _reachable(release.url) if release.url else "" if url else "no download address"
     if not why:
         return [Check(names, True, f"{', '.join(missing)} fetched on the first run from {url}; "
-                      f"{pinned}")]  # fmt: skip
+                      f"{pinned}")]
     return [Check(
         names, False, f"{', '.join(missing)} not in the work directory and {url} unreachable "
         f"({why}); {pinned}",
         f"download {url} by hand into {release_folder(ctx.workdir, release)}",
-    )]  # fmt: skip
+    )]
 
 
 def needed_bytes(matrix: Matrix) -> dict[str, int]:
@@ -264,7 +264,7 @@ def needed_bytes(matrix: Matrix) -> dict[str, int]:
         cache = len(matrix.teachers) * images * CACHE_VARIANTS * classes
         cache *= 2 if cache_dtype == "float16" else 4
     return {"weights": weights, "checkpoints": checkpoints, "prepared data": prepared,
-            "teacher-logit cache": cache}  # fmt: skip
+            "teacher-logit cache": cache}
 
 
 def _disk(ctx: Context) -> Check | None:
@@ -278,13 +278,13 @@ def _disk(ctx: Context) -> Check | None:
     detail = f"needs about {total / 1e9:.2f} GB ({parts}); {free / 1e9:.2f} GB free"
     if free < total:
         return Check("disk", False, detail, f"free {(total - free) / 1e9:.2f} GB at "
-                     f"{ctx.workdir}, or --workdir on a larger disk")  # fmt: skip
+                     f"{ctx.workdir}, or --workdir on a larger disk")
     return Check("disk", True, detail)
 
 
 CHECKS: list[Callable[[Context], Check | list[Check] | None]] = [
     _devices, _numerics, _ffcv, _workdir, _store, _claims, _slurm, _data, _teachers, _disk,
-]  # fmt: skip
+]
 
 
 def run_doctor(args: argparse.Namespace, workdir: Path, matrix: Matrix | None) -> int:

@@ -9,6 +9,7 @@ replacement, or any other worker, takes its cell over and resumes it from the la
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing
 import os
@@ -24,26 +25,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.engine.binding import bind_data
+from bench.engine.cells import MatrixSummary
 from bench.engine.cores import threads_for
-from bench.engine.published_teachers import fetch_published_teachers
-from bench.engine.runner import (
-    BLOCKED,
-    DONE,
-    FAILED_STATE,
-    WRITTEN_FOLDERS,
-    MatrixSummary,
-    StopFlag,
-    plan,
-    remove_finished_checkpoints,
-    run_worker,
-    settled,
-)
+from bench.engine.loop import run_cells
+from bench.engine.stop import StopFlag
+from bench.engine.watch import CellWatcher
 from bench.errors import SpecError
-from bench.files import remove_orphan_temps
+from bench.launch.registry import Executor, register_executor
+from bench.launch.start import Launch, start_matrix
 from bench.output import guard_output
-from bench.spec import Matrix
-from bench.store.claims import check_claims, open_claims
+from bench.spec import Matrix, RunSpec
+from bench.store.claims import open_claims
 from bench.store.trackers import StoreUnavailable, reconnect
 
 MAX_REPLACEMENTS_PER_WORKER = 3  # a worker that keeps dying is a fault to report, not to loop on
@@ -93,6 +85,38 @@ def worker_slots(
     return [WorkerSlot(i, device, None, threads) for i in range(workers)]
 
 
+class _Pipe(CellWatcher):
+    """A worker's events, sent to its parent: the parent draws one bar from all of them."""
+
+    def __init__(self, sender, slot: WorkerSlot, stop: StopFlag):
+        self._sender, self._slot, self._stop = sender, slot, stop
+
+    def send(self, event: dict) -> None:
+        if self._stop.orphaned:
+            return  # no one reads the pipe: the run stops at its next step boundary
+        try:
+            self._sender.send(event | {"worker": self._slot.index, "pid": os.getpid()})
+        except OSError:  # the parent is gone (a broken pipe before getppid() shows it)
+            self._stop.requested = True
+
+    def log(self, line: str) -> None:
+        self.send({"event": "log", "line": line})
+
+    def start(self, run: RunSpec) -> None:
+        self.send({"event": "start", "name": run.name, "epochs": run.recipe.epochs})
+
+    def epoch(self, run: RunSpec, epoch: int, metrics: dict[str, float]) -> None:
+        self.send({"event": "epoch", "name": run.name, "epoch": epoch,
+                   "img_per_s": metrics["img_per_s"]})
+
+    def done(self, run: RunSpec, status: str) -> None:
+        self.send({"event": "done", "name": run.name, "status": status})
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sender.close()
+
+
 def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, stop_event, parent):
     guard_output()
     if slot.visible_gpu is not None:  # before anything initialises CUDA in this process
@@ -101,35 +125,18 @@ def _worker_main(slot, matrix, address, workdir, claims_uri, options, sender, st
         torch.set_num_threads(slot.threads)
     stop = StopFlag(stop_event, parent=parent)
     stop.install()
-
-    def send(event: dict) -> None:
-        if stop.orphaned:
-            return  # no one reads the pipe: the run stops at its next step boundary
-        try:
-            sender.send(event | {"worker": slot.index, "pid": os.getpid()})
-        except OSError:  # the parent is gone (a broken pipe before getppid() shows it)
-            stop.requested = True
-
+    pipe = _Pipe(sender, slot, stop)
     try:
-        summary = run_worker(
-            matrix,
-            tracker=reconnect(address),
-            workdir=Path(workdir),
-            device=torch.device(slot.device),
-            claims=open_claims(Path(workdir), claims_uri),
-            stop=stop,
-            on_event=send,
-            log=lambda line: send({"event": "log", "line": line}),
-            **options,
-        )
+        summary = run_cells(matrix, tracker=reconnect(address), workdir=Path(workdir),
+                            device=torch.device(slot.device),
+                            claims=open_claims(Path(workdir), claims_uri), stop=stop,
+                            alone=False, watcher=pipe, **options)
     except StoreUnavailable as exc:  # its run stays resumable; the parent tries again later
-        send({"event": "store_lost", "line": str(exc)})
-        with contextlib.suppress(OSError):
-            sender.close()
+        pipe.send({"event": "store_lost", "line": str(exc)})
+        pipe.close()
         os._exit(STORE_LOST_EXIT)
-    send({"event": "summary", "summary": summary})
-    with contextlib.suppress(OSError):
-        sender.close()
+    pipe.send({"event": "summary", "summary": summary})
+    pipe.close()
 
 
 class _Progress:
@@ -176,20 +183,12 @@ def run_workers(
     log: Callable[[str], None] = tqdm.write,
 ) -> MatrixSummary:
     workdir = Path(workdir)
-    check_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is done
-    for folder in WRITTEN_FOLDERS:
-        remove_orphan_temps(workdir / folder)
-    matrix = bind_data(matrix, workdir)
-    planned = plan(matrix, tracker, workdir, cells)
-    remove_finished_checkpoints(planned, workdir)
-    summary = settled(planned, retry_failed)  # the workers report only what they ran
-    left = [c for c in planned if c.state != DONE]
-    if not retry_failed:
-        left = [c for c in left if c.state not in (FAILED_STATE, BLOCKED)]
-    fetch_published_teachers(matrix, workdir, [c.run for c in left])
+    started = start_matrix(matrix, tracker=tracker, workdir=workdir, cells=cells,
+                           retry_failed=retry_failed, claims_uri=claims_uri)
+    summary = started.summary  # the workers report only what they ran
     log(
-        f"matrix {matrix.name}: {len(left)} of {len(planned)} cells to do, {len(slots)} workers on "
-        f"{socket.gethostname()}" + _left_alone(summary)
+        f"matrix {matrix.name}: {len(started.todo)} of {len(started.planned)} cells to do, "
+        f"{len(slots)} workers on {socket.gethostname()}" + _left_alone(summary)
     )
     with contextlib.ExitStack() as held:
         cpu = [s for s in slots if s.device == "cpu" and s.threads is not None]
@@ -197,17 +196,17 @@ def run_workers(
             threads, others = held.enter_context(threads_for(len(cpu)))
             if others:
                 log(f"other kdbench parents hold {others} threads of this machine's "
-                    f"{os.cpu_count()} cores: {len(cpu)} workers take {threads} each")  # fmt: skip
+                    f"{os.cpu_count()} cores: {len(cpu)} workers take {threads} each")
             slots = [replace(s, threads=threads) if s in cpu else s for s in slots]
         options = {"retry_failed": retry_failed, "cells": cells, "poll_seconds": poll_seconds}
-        return _supervise(matrix, tracker=tracker, workdir=workdir, slots=slots,
-                          claims_uri=claims_uri, options=options, todo=len(left),
-                          summary=summary, log=log)  # fmt: skip
+        return _supervise(started.matrix, tracker=tracker, workdir=workdir, slots=slots,
+                          claims_uri=claims_uri, options=options, todo=len(started.todo),
+                          summary=summary, log=log)
 
 
 def _supervise(matrix: Matrix, *, tracker, workdir: Path, slots: list[WorkerSlot],
                claims_uri: str | None, options: dict, todo: int, summary: MatrixSummary,
-               log: Callable[[str], None]) -> MatrixSummary:  # fmt: skip
+               log: Callable[[str], None]) -> MatrixSummary:
     """Start the workers, draw their progress, pass signals on, replace the ones that die."""
     context = multiprocessing.get_context("spawn")
     stop_event = context.Event()
@@ -220,7 +219,7 @@ def _supervise(matrix: Matrix, *, tracker, workdir: Path, slots: list[WorkerSlot
             args=(slot, matrix, tracker.address(), str(workdir), claims_uri, options, sender,
                   stop_event, os.getpid()),
             name=f"kdbench-worker-{slot.index}",
-        )  # fmt: skip
+        )
         process.start()
         sender.close()
         return process, receiver
@@ -272,7 +271,7 @@ class _Crew:
                     del self.waiting[index]
                     self.start(slot)
             live = {receiver: index for index, (_, _, receiver) in self.workers.items()
-                    if index not in self.done and index not in self.waiting}  # fmt: skip
+                    if index not in self.done and index not in self.waiting}
             for receiver in wait(list(live), timeout=0.5):
                 index = live[receiver]
                 try:
@@ -290,7 +289,7 @@ class _Crew:
         elif kind == "store_lost":
             self.store_lost[index] = event["line"]
         elif kind == "summary":
-            _merge(self.summary, event["summary"])
+            self.summary.merge(event["summary"])
             self.done.add(index)
         else:
             if kind == "epoch":  # the store answers again
@@ -330,7 +329,7 @@ class _Crew:
         delay = float(os.environ.get("KDBENCH_STORE_RETRY_S", "5")) * 2**tries
         self.store_tries[index] = tries + 1
         self.log(f"[worker {index}] {line}; trying again in {delay:.0f} s "
-                 f"({tries + 1} of {STORE_RETRIES})")  # fmt: skip
+                 f"({tries + 1} of {STORE_RETRIES})")
         self.waiting[index] = (time.monotonic() + delay, slot)
 
     def join(self) -> None:
@@ -349,7 +348,52 @@ def _left_alone(summary: MatrixSummary) -> str:
     )
 
 
-def _merge(total: MatrixSummary, part: MatrixSummary) -> None:
-    for name in ("trained", "skipped", "failed", "blocked", "interrupted", "claimed",
-                 "unreachable"):
-        getattr(total, name).extend(getattr(part, name))
+@register_executor("workers")
+class WorkerProcesses(Executor):
+    help = "worker processes on this machine pulling the cells, claims keeping each to one"
+    order = 20
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--workers", type=int,
+            help="worker processes on this machine pulling the matrix's cells (default 1: this "
+            "process); claims keep each cell to one worker",
+        )
+        group.add_argument("--gpus", metavar="0,1,...", help="CUDA: workers pinned to these GPUs")
+        group.add_argument("--workers-per-gpu", type=int, default=1, metavar="K",
+                           help="with --gpus: K runs per GPU")
+
+    def wanted(self, args: argparse.Namespace) -> bool:
+        return args.workers is not None or bool(args.gpus) or bool(args.claims)
+
+    def check(self, args: argparse.Namespace) -> None:
+        if args.workers is not None and args.workers < 1:
+            raise SpecError(f"--workers {args.workers}: expected 1 or more")
+        gpus = parse_gpus(args.gpus)
+        present = torch.cuda.device_count()
+        missing = [g for g in gpus if int(g) >= present]
+        if missing:
+            raise SpecError(
+                f"--gpus {args.gpus}: this machine has {present} CUDA device(s) (indices "
+                f"0..{present - 1}); GPU {', '.join(missing)} does not exist"
+                if present
+                else f"--gpus {args.gpus}: this machine has no CUDA device"
+            )
+
+    def how(self, args: argparse.Namespace) -> str:
+        if args.gpus:
+            return f"{len(args.gpus.split(','))} GPU(s) x {args.workers_per_gpu} worker(s)"
+        return f"{args.workers or 1} worker process(es)"
+
+    def run(self, launch: Launch) -> int:
+        args = launch.args
+        slots = worker_slots(  # bad values are one line before the store is opened
+            args.workers if args.workers is not None else None if args.gpus else 1,
+            parse_gpus(args.gpus), args.workers_per_gpu, launch.device.type,
+        )
+        tracker = launch.tracker()
+        launch.announce(tracker)
+        return launch.finish(run_workers(
+            launch.matrix, tracker=tracker, workdir=launch.workdir, slots=slots,
+            claims_uri=args.claims, retry_failed=launch.retry_failed, cells=launch.cells,
+        ))

@@ -14,6 +14,7 @@ An array task with several GPUs (`--slurm-gpus-per-task G`, one process per GPU)
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from dataclasses import dataclass
@@ -24,13 +25,17 @@ import torch
 from submitit.helpers import Checkpointable
 
 from bench.engine import distributed, ranks
-from bench.engine.binding import bind_data
-from bench.engine.published_teachers import fetch_published_teachers
-from bench.engine.runner import DONE, StopFlag, plan, run_worker
+from bench.engine.binding import bind_present_data
+from bench.engine.cells import plan, runnable
+from bench.engine.loop import run_cells
+from bench.engine.stop import StopFlag
+from bench.engine.watch import CellWatcher
 from bench.errors import SpecError
+from bench.launch.registry import Executor, register_executor
+from bench.launch.start import Launch, start_matrix
 from bench.spec import Matrix
-from bench.store.claims import check_claims, open_claims
-from bench.store.trackers import reconnect
+from bench.store.claims import describe_claims, open_claims
+from bench.store.trackers import describe_store, reconnect
 
 # SLURM sends the signal this long before the time limit; an epoch of a CIFAR cell is shorter
 SIGNAL_DELAY_S = 120
@@ -58,10 +63,10 @@ class SlurmOptions:
     def executor_parameters(self, cluster: str) -> dict[str, Any]:
         parameters: dict[str, Any] = {"timeout_min": self.timeout_min,
                                       "tasks_per_node": self.ranks_per_node,
-                                      "nodes": self.nodes}  # fmt: skip
+                                      "nodes": self.nodes}
         if cluster == "slurm":
             parameters.update(slurm_array_parallelism=self.array_parallelism,
-                              slurm_signal_delay_s=SIGNAL_DELAY_S)  # fmt: skip
+                              slurm_signal_delay_s=SIGNAL_DELAY_S)
             if self.gpus_per_task:  # 0: CPU-only tasks, no GPU line at all
                 parameters["gpus_per_node"] = self.gpus_per_task
             if self.partition:
@@ -75,7 +80,7 @@ class MatrixWorker(Checkpointable):
     """A job-array task: the worker loop on this node's device. Requeued as is on time-out."""
 
     def __init__(self, matrix: Matrix, workdir: str, address, claims_uri: str | None,
-                 options: dict) -> None:  # fmt: skip
+                 options: dict) -> None:
         self.matrix, self.workdir, self.address = matrix, workdir, address
         self.claims_uri, self.options = claims_uri, options
 
@@ -88,33 +93,26 @@ class MatrixWorker(Checkpointable):
         group = distributed.from_environment(device.type)
         device = distributed.device_for(group, device)
         result = ranks.lead_or_follow(group, workdir=Path(self.workdir), device=device,
-                                      work=lambda: self._work(task, device, group))  # fmt: skip
+                                      work=lambda: self._work(task, device, group))
         return {} if result is None else result
 
     def _work(self, task: int, device: torch.device, group) -> dict[str, int]:
         stop = StopFlag()
         stop.install()  # SIGTERM (a cancelled or killed job): stop at a step boundary, resumable
-        summary = run_worker(
-            self.matrix,
-            tracker=reconnect(self.address),
-            workdir=Path(self.workdir),
-            device=device,
-            claims=open_claims(Path(self.workdir), self.claims_uri),
-            stop=stop,
-            log=lambda line: print(f"[task {task}] {line}", flush=True),
-            group=group,
-            **self.options,
+        summary = run_cells(
+            self.matrix, tracker=reconnect(self.address), workdir=Path(self.workdir),
+            device=device, claims=open_claims(Path(self.workdir), self.claims_uri), stop=stop,
+            alone=False, watcher=_TaskLog(task), group=group, **self.options,
         )
-        kinds = ("trained", "skipped", "failed", "blocked", "interrupted")
-        return {name: len(getattr(summary, name)) for name in kinds}
+        return summary.counts()
 
 
-def prepare(matrix: Matrix, tracker, workdir: Path, cells=None) -> tuple[Matrix, int]:
-    """Bind the data and fetch released teachers once, before any task starts; the cells left."""
-    matrix = bind_data(matrix, workdir)
-    left = [c for c in plan(matrix, tracker, workdir, cells) if c.state != DONE]
-    fetch_published_teachers(matrix, workdir, [c.run for c in left])
-    return matrix, len(left)
+class _TaskLog(CellWatcher):
+    def __init__(self, task: int):
+        self.task = task
+
+    def log(self, line: str) -> None:
+        print(f"[task {self.task}] {line}", flush=True)
 
 
 def submit(
@@ -132,17 +130,19 @@ def submit(
     import submitit
 
     workdir = Path(workdir)
-    check_claims(workdir, claims_uri)  # a bad claims URI is one line before anything is queued
-    matrix, left = prepare(matrix.on_ranks(options.world_size), tracker, workdir, cells)
+    started = start_matrix(matrix.on_ranks(options.world_size), tracker=tracker,
+                           workdir=workdir, cells=cells, retry_failed=retry_failed,
+                           claims_uri=claims_uri)  # before any task starts
+    matrix, left = started.matrix, len(started.todo)
     if left == 0:
         return [], 0
     # a task is requeued at most 3 times on time-out (submitit's default), without limit on
     # preemption
     executor = submitit.AutoExecutor(folder=workdir / "slurm" / "%j", cluster=cluster)
     executor.update_parameters(name=f"kdbench-{matrix.name}",
-                               **options.executor_parameters(cluster))  # fmt: skip
+                               **options.executor_parameters(cluster))
     worker = MatrixWorker(matrix, str(workdir), tracker.address(), claims_uri,
-                          {"retry_failed": retry_failed, "cells": cells})  # fmt: skip
+                          {"retry_failed": retry_failed, "cells": cells})
     tasks = options.tasks or min(left, options.array_parallelism)
     return executor.map_array(worker, list(range(tasks))), left
 
@@ -173,7 +173,7 @@ def dry_run_text(
     if options.cpus_per_task:
         parameters["cpus_per_task"] = options.cpus_per_task
     command = shlex.join([sys.executable, "-u", "-m", "submitit.core._submit",
-                          str(workdir / "slurm" / "%j")])  # fmt: skip
+                          str(workdir / "slurm" / "%j")])
     script = _make_sbatch_string(command=command, folder=workdir / "slurm" / "%j", **parameters)
     ddp = (
         f"; each task one DDP group of {options.world_size} ranks ({options.nodes} nodes x "
@@ -191,7 +191,7 @@ def dry_run_text(
         else "SLURM's default partition (no --slurm-partition given)",
         f"{options.gpus_per_task} GPU(s) per node" if options.gpus_per_task
         else "CPU-only tasks (--slurm-gpus-per-task 0)",
-    ]  # fmt: skip
+    ]
     return (
         f"would submit 1 job array of {tasks} tasks for the {left} cells left of matrix "
         f"{matrix_name} (each task a worker: {claims}{ddp}); {'; '.join(resources)}\n\n{script}"
@@ -224,3 +224,86 @@ def check_options(options: SlurmOptions) -> None:
         raise SpecError(f"--slurm-gpus-per-task {options.gpus_per_task}: expected 0 or more")
     if options.nodes < 1:
         raise SpecError(f"--slurm-nodes {options.nodes}: expected 1 or more")
+
+
+@register_executor("slurm")
+class SlurmArray(Executor):
+    help = "one submitit job array whose tasks are workers"
+    order = 50  # only when named: `--executor slurm`
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--slurm-partition", help="with --executor slurm")
+        group.add_argument(
+            "--slurm-gpus-per-task", type=int, default=1,
+            help="GPUs of each array task; more than 1: one DDP run across them (a process per "
+            "GPU)",
+        )
+        group.add_argument("--slurm-nodes", type=int, default=1,
+                           help="nodes of each array task (one DDP run across)")
+        group.add_argument("--slurm-cpus-per-task", type=int, help="CPUs of each task")
+        group.add_argument("--array-parallelism", type=int, default=64,
+                           help="tasks running at once")
+        group.add_argument("--array-size", type=int,
+                           help="tasks (default: one per cell to do, capped)")
+        group.add_argument("--timeout-min", type=int, default=24 * 60,
+                           help="time limit of a task")
+
+    def check(self, args: argparse.Namespace) -> None:
+        for flag, given in (("--workers", args.workers), ("--gpus", args.gpus),
+                            ("--isolate", args.isolate)):
+            if given is not None and given is not False:
+                raise SpecError(
+                    f"{flag} {'' if given is True else given} with --executor slurm: each array "
+                    "task is one worker on the GPUs SLURM gives it; set --array-parallelism "
+                    "(tasks at once) and --slurm-gpus-per-task instead".replace("  ", " ")
+                )
+        check_options(_options(args))
+
+    def how(self, args: argparse.Namespace) -> str:
+        return "a SLURM job array, one worker per task"
+
+    def dry_run(self, launch: Launch) -> int:
+        options, shared = self._prepare(launch)
+        keyed, unkeyed_reason = bind_present_data(launch.matrix.on_ranks(options.world_size),
+                                                  launch.workdir)
+        if unkeyed_reason:
+            left = sum(launch.cells is None or launch.cells(run) for run in keyed.runs)
+        else:
+            left = sum(runnable(c.state, launch.retry_failed)
+                       for c in plan(keyed, launch.tracker(), launch.workdir, launch.cells))
+        print(dry_run_text(launch.matrix.name, left, options, launch.workdir, shared))
+        return 0
+
+    def run(self, launch: Launch) -> int:
+        options, _ = self._prepare(launch)
+        matrix, workdir = launch.matrix, launch.workdir
+        jobs, left = submit(matrix, tracker=launch.tracker(), workdir=workdir, options=options,
+                            claims_uri=launch.args.claims, retry_failed=launch.retry_failed,
+                            cells=launch.cells)
+        if not jobs:
+            print(f"matrix {matrix.name}: nothing to submit, every cell is done")
+            return 0
+        print(
+            f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks) for the "
+            f"{left} cells left of matrix {matrix.name}; logs in {workdir / 'slurm'}; follow it "
+            f"with `python -m bench status --matrix {launch.args.matrix}`"
+        )
+        return 0
+
+    def _prepare(self, launch: Launch) -> tuple[SlurmOptions, str | None]:
+        options = _options(launch.args)
+        if options.world_size > 1:
+            distributed.check_ddp_matrix(launch.matrix, None)
+        shared = unshared_stores(describe_store(launch.args.tracking, launch.workdir),
+                                 describe_claims(launch.workdir, launch.args.claims))
+        if shared:
+            print(f"warning: {shared}", file=sys.stderr)
+        return options, shared
+
+
+def _options(args: argparse.Namespace) -> SlurmOptions:
+    return SlurmOptions(
+        partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
+        cpus_per_task=args.slurm_cpus_per_task, timeout_min=args.timeout_min,
+        array_parallelism=args.array_parallelism, tasks=args.array_size, nodes=args.slurm_nodes,
+    )
