@@ -96,11 +96,20 @@ def validate(
         raise make_error(_describe(_union_error(errors), where, valid)) from None
 
 
+_TYPE_TAGS = ("bool", "int", "float", "str", "none")
+
+
+def _member_tag(loc: tuple) -> bool:
+    """Whether the last part of an error's path names a union member (pydantic appends `bool`,
+    `literal['a','b']`, ...), not a field: errors of two fields are never one error."""
+    return len(loc) > 1 and (loc[-1] in _TYPE_TAGS or not str(loc[-1]).isidentifier())
+
+
 def _union_error(errors: list[dict]) -> dict:
     """A value that fits no member of a union (`bool | Literal[...]`) gets one error naming
     every choice, at the field's own path (pydantic reports one error per member)."""
     first = errors[0]
-    members = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]]
+    members = [e for e in errors if e["loc"][:-1] == first["loc"][:-1] and _member_tag(e["loc"])]
     if len(members) < 2 or not any(e["type"] == "literal_error" for e in members):
         return first
     choices = []

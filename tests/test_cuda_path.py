@@ -8,7 +8,7 @@ import torch
 
 import methods
 import model_zoo
-from bench.data import make_loaders
+from bench.data.loaders import make_loaders
 from bench.engine.teacher_cache import CachedTeacher, load_or_build
 from bench.engine.train import build_optimizer, train_epochs, train_step
 from bench.spec import DataSpec, Recipe

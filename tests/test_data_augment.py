@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import augment, make_loaders
+from bench.data import augment
 from bench.data.datasets import cifar, synthetic
+from bench.data.loaders import make_loaders
 from bench.spec import DataSpec
 
 CLASSES = 10

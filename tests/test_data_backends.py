@@ -7,8 +7,8 @@ sample once per epoch; another seed or epoch -> another order; subsets keep the 
 import pytest
 import torch
 
-from bench.data import make_loaders
 from bench.data.datasets import cifar, synthetic
+from bench.data.loaders import make_loaders
 from bench.spec import DataSpec
 
 BACKENDS = ("torch", "memory", "ffcv")

@@ -9,7 +9,8 @@ import torch
 
 from bench.data.augment import CIFAR100_NORMALIZATION, normalize
 from bench.data.datasets import cifar
-from bench.data.datasets.registry import NORMALIZATION, content_hash
+from bench.data.datasets.base import dataset_named
+from bench.data.datasets.registry import content_hash
 from bench.engine.teacher_cache import cache_key
 from bench.errors import DataError
 from bench.spec import DataSpec
@@ -56,7 +57,7 @@ def test_real_cifar10_files_are_md5_checked(tmp_path):
 
 
 def test_cifar10_is_normalized_with_its_own_statistics():
-    stats = NORMALIZATION["cifar10"]
+    stats = dataset_named("cifar10").normalization
     assert stats != CIFAR100_NORMALIZATION and DataSpec(dataset="cifar10").num_classes == 10
     image = torch.full((1, 3, 2, 2), 128, dtype=torch.uint8)
     expected = (128 / 255 - torch.tensor(stats.mean)) / torch.tensor(stats.std)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import make_loaders
 from bench.data.backends.ffcv_backend import (
     FfcvLoader,
     beton_path,
@@ -20,6 +19,7 @@ from bench.data.backends.ffcv_backend import (
     import_ffcv,
     write_cifar_beton,
 )
+from bench.data.loaders import make_loaders
 from bench.data.prepare import prepare
 from bench.errors import DataError
 from bench.spec import DataSpec
@@ -127,7 +127,7 @@ def test_opening_a_truncated_beton_does_not_crash_the_process(prepared, tmp_path
     copy, train, size = truncated_copy(prepared, tmp_path, 1000)
     script = textwrap.dedent(
         f"""
-        from bench.data import make_loaders
+        from bench.data.loaders import make_loaders
         from bench.errors import DataError
         from bench.spec import DataSpec
         data = DataSpec(dataset="synthetic", backend="ffcv", synthetic={CONFIG!r})
@@ -179,7 +179,7 @@ def test_ffcv_leaves_torch_thread_count_alone(prepared):
     script = textwrap.dedent(
         f"""
         import torch
-        from bench.data import make_loaders
+        from bench.data.loaders import make_loaders
         from bench.spec import DataSpec
         data = DataSpec(dataset="synthetic", backend="ffcv", synthetic={CONFIG!r})
         workdir = {str(workdir)!r}

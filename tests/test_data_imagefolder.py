@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import make_loaders
 from bench.data.datasets.imagefolder import folder_hash
 from bench.data.datasets.registry import dataset_hash
 from bench.data.folder_transforms import resized_crop_params
+from bench.data.loaders import make_loaders
 from bench.errors import DataError
 from bench.spec import DataSpec
 

@@ -13,8 +13,8 @@ import torch
 
 import methods
 import model_zoo
-from bench.data import make_loaders
 from bench.data.datasets import cifar, synthetic
+from bench.data.loaders import make_loaders
 from bench.engine.train import build_optimizer, train_epochs
 from bench.spec import DataSpec, Recipe
 

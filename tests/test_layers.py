@@ -1,7 +1,10 @@
 """Imports run one way between the layers; no first-party import hides inside a function.
 
-cli → perf → launch → engine → data, store, references → spec → methods, model_zoo; report → store,
-references, spec (never the engine: a report needs no training code). `bench/errors.py`,
+cli → perf → launch → engine → data, store, references → spec → sources → methods, model_zoo;
+report → store, references, spec (never the engine: a report needs no training code). `data` is
+bench/data's loaders and preparation; `sources` is the rest of bench/data (the shared
+augmentation, the datasets and the backends, each a registry), below the spec, whose dataset and
+backend names and checks derive from them. `bench/errors.py`,
 `bench/files.py`, `bench/locks.py`, `bench/output.py`, `bench/secrets.py`, `bench/vocabulary.py`
 and `bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
 transforms → datasets → backends → loaders.
@@ -21,17 +24,19 @@ BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.ou
                 "bench.secrets", "bench.vocabulary", "bench.workdir"}
 
 ALLOWED = {
-    "cli": {"perf", "launch", "engine", "report", "data", "store", "references", "spec", "base",
-            "methods", "model_zoo"},
-    "perf": {"launch", "engine", "report", "data", "store", "references", "spec", "base",
-             "methods", "model_zoo"},
-    "launch": {"engine", "data", "store", "references", "spec", "base", "methods", "model_zoo"},
-    "engine": {"data", "store", "references", "spec", "base", "methods", "model_zoo"},
+    "cli": {"perf", "launch", "engine", "report", "data", "sources", "store", "references",
+            "spec", "base", "methods", "model_zoo"},
+    "perf": {"launch", "engine", "report", "data", "sources", "store", "references", "spec",
+             "base", "methods", "model_zoo"},
+    "launch": {"engine", "data", "sources", "store", "references", "spec", "base", "methods",
+               "model_zoo"},
+    "engine": {"data", "sources", "store", "references", "spec", "base", "methods", "model_zoo"},
     "report": {"store", "references", "spec", "base"},
     "references": {"spec", "base", "methods"},
-    "data": {"spec", "base"},
+    "data": {"sources", "spec", "base"},
     "store": {"spec", "base"},
-    "spec": {"base", "methods", "model_zoo"},
+    "spec": {"sources", "base", "methods", "model_zoo"},
+    "sources": {"base", "methods"},
     "base": set(),
     "methods": set(),
     "model_zoo": set(),
@@ -52,6 +57,8 @@ def layer_of(module: str) -> str:
         return "base"
     if module == "bench.__main__":
         return "cli"
+    if parts[1] == "data" and data_rank(module) < DATA_TOP:
+        return "sources"
     return parts[1]
 
 
@@ -114,7 +121,7 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
             found.append(f"{where} inside a function (move it to the top, or fix the cycle)")
         if there != here and there not in ALLOWED[here]:
             found.append(f"{where}: {here} may not import {there}")
-        if here == there == "data" and data_rank(target) > data_rank(module):
+        if {here, there} <= {"data", "sources"} and data_rank(target) > data_rank(module):
             found.append(f"{where}: data imports run transforms → datasets → backends → loaders")
     return found
 
@@ -142,12 +149,14 @@ def test_every_module_belongs_to_a_known_layer():
     [
         ("bench.report.leaderboard", "from bench.engine import runner\n", "report may not"),
         ("bench.report.sections", "import torch\nfrom bench.engine.teachers import x\n", "report"),
-        ("bench.spec.schema", "from bench.data.datasets import registry\n", "spec may not"),
+        ("bench.spec.schema", "from bench.data.loaders import make_loaders\n", "spec may not"),
+        ("bench.data.datasets.cifar", "from bench.spec import DataSpec\n", "sources may not"),
         ("bench.data.loaders", "from bench.store.trackers import FINISHED\n", "data may not"),
         ("bench.store.trackers", "from bench.engine.execute import run_tags\n", "store may not"),
         ("methods.kd", "from bench.spec import Recipe\n", "methods may not"),
         ("model_zoo.vgg", "import bench.errors\n", "model_zoo may not"),
-        ("bench.data.datasets.cifar", "from bench.data.loaders import Loaders\n", "transforms"),
+        ("bench.data.datasets.cifar", "from bench.data.backends import torch_backend\n",
+         "transforms"),
         ("bench.data.augment", "from bench.data.backends import gpu_backend\n", "transforms"),
         (
             "bench.data.datasets.registry",
@@ -165,6 +174,7 @@ def test_the_contract_check_catches_a_broken_edge(module, source, expected):
 def test_allowed_edges_pass_the_check():
     assert violations("from bench.spec import RunSpec\n", "bench.report.sections") == []
     assert violations("from bench.data.augment import normalize\n", "bench.data.loaders") == []
+    assert violations("from bench.data.datasets import base\n", "bench.spec.schema") == []
     assert violations("def f():\n    from bench.engine import runner\n", "bench.cli.commands") == []
 
 

@@ -167,7 +167,7 @@ def test_losses_stay_finite_at_extreme_logits(temperature):
 def test_the_strong_view_is_the_same_on_every_backend_and_a_function_of_seed_epoch_index(
     tmp_path,
 ):
-    from bench.data import make_loaders
+    from bench.data.loaders import make_loaders
     from bench.spec import DataSpec, SyntheticConfig
 
     data = {"dataset": "synthetic", "synthetic": SyntheticConfig(train_per_class=6,

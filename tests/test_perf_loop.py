@@ -8,7 +8,7 @@ import torch
 import methods
 import model_zoo
 from bench.__main__ import main
-from bench.data import make_loaders
+from bench.data.loaders import make_loaders
 from bench.engine.train import build_optimizer, train_epochs
 from bench.perf.training import naive_train_epoch
 from bench.spec import DataSpec, Recipe

@@ -6,9 +6,12 @@ from collections import Counter
 import pytest
 import yaml
 
+from bench.data.backends.base import backend_aliases, backends
+from bench.data.datasets.base import datasets
 from bench.errors import SpecError
 from bench.spec import DataSpec, build_matrix, load_matrix
-from bench.spec.schema import BACKEND_ALIASES, BACKENDS, DATASETS
+
+DATASETS, BACKENDS, BACKEND_ALIASES = datasets(), tuple(backends()), backend_aliases()
 
 HASH = "0123456789abcdef"  # stands in for the dataset content hash: no data is read here
 
@@ -137,6 +140,13 @@ def _with(path, value):
     else:
         node[path[-1]] = value
     return raw
+
+
+def test_two_bad_names_in_one_section_are_reported_one_at_a_time():
+    with pytest.raises(SpecError) as refused:
+        build_matrix(_with(("data",), {"dataset": "cifar", "backend": "dali"}), "test.yaml")
+    assert str(refused.value) == ("data.dataset='cifar' must be one of 'cifar100', 'cifar10', "
+                                  "'synthetic', 'imagenet', 'imagefolder', 'tinyimagenet'")
 
 
 @pytest.mark.parametrize(

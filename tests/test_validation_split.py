@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data import make_loaders
+from bench.data.loaders import make_loaders
 from bench.spec import DataSpec, load_matrix
 from tests.test_data_backends import BACKENDS, CONFIG, batches, file_arrays, first_per_class
 

@@ -180,7 +180,8 @@ def _reachable(url: str) -> str:
 
 
 def _data(ctx: Context) -> Check | None:
-    from bench.data.datasets.registry import REAL_CIFAR, absent_reason, default_root, present_hash
+    from bench.data.datasets.base import dataset_named
+    from bench.data.datasets.registry import absent_reason, default_root, present_hash
 
     if ctx.matrix is None:
         return None
@@ -189,10 +190,8 @@ def _data(ctx: Context) -> Check | None:
         return Check("data", True, f"{data.dataset} present at {default_root(data, ctx.workdir)}")
     if data.dataset == "synthetic":
         return Check("data", True, "synthetic: generated on the first run")
-    if data.dataset in REAL_CIFAR:
-        from torchvision.datasets import CIFAR10, CIFAR100
-
-        url = (CIFAR100 if data.dataset == "cifar100" else CIFAR10).url
+    url = dataset_named(data.dataset).download_url()
+    if url is not None:
         why = _reachable(url)
         if not why:
             return Check("data", True, f"{data.dataset} downloadable from {url}")
@@ -240,7 +239,7 @@ def needed_bytes(matrix: Matrix) -> dict[str, int]:
     """What the matrix writes into the work directory, by kind (an estimate from the models'
     parameter counts and the dataset's size)."""
     import model_zoo
-    from bench.data.datasets.registry import CIFAR_DATASETS
+    from bench.data.datasets.registry import is_array_dataset
 
     parameters: dict[str, int] = {}
     for name in {r.student for r in matrix.runs} | {t.arch for t in matrix.teachers}:
@@ -256,7 +255,7 @@ def needed_bytes(matrix: Matrix) -> dict[str, int]:
         images = config.classes * (config.train_per_class + config.test_per_class)
         classes = config.classes
     prepared = images * CIFAR_IMAGE_BYTES * (2 if matrix.data.backend == "ffcv" else 1)
-    if matrix.data.dataset not in CIFAR_DATASETS:  # an image folder stays where it is
+    if not is_array_dataset(matrix.data.dataset):  # an image folder stays where it is
         prepared = 0
     cache = 0
     cache_dtype = matrix.runs[0].execution.teacher_cache

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from bench.data.augment import CIFAR100_NORMALIZATION, PAD, Normalization, augment_params
-from bench.data.backends import ffcv_backend
+from bench.data.backends.base import backend_named
 from bench.data.backends.memory_backend import MemoryLoader
-from bench.data.backends.torch_backend import SampleLoader, TorchLoader
-from bench.data.datasets.imagefolder import FolderSamples, load_folder
-from bench.data.datasets.registry import IMAGE_FOLDER_DATASETS, folder_root, load_arrays
+from bench.data.datasets.base import FOLDER, dataset_named
+from bench.data.datasets.imagefolder import load_folder
+from bench.data.datasets.registry import folder_root, load_arrays
 from bench.data.sharding import WHOLE, Shard, check_shardable
 from bench.spec import check_data, check_views
 
@@ -40,42 +40,6 @@ class Loaders:
         return augment_params(self.seed, epoch, indices)
 
 
-def _split_loaders(
-    loader_cls,
-    splits,
-    *,
-    batch_size: int,
-    test_batch_size: int,
-    seed: int,
-    augment: bool | str,
-    views: int = 1,
-    **options,
-):
-    """Train (shuffled by the counter scheme, augmented) and test (in order, plain) loaders."""
-    train = loader_cls(
-        splits.train_images,
-        splits.train_labels,
-        splits.train_index,
-        batch_size=batch_size,
-        seed=seed,
-        train=True,
-        augment=augment,
-        views=views,
-        **options,
-    )
-    test = loader_cls(
-        splits.test_images,
-        splits.test_labels,
-        splits.test_index,
-        batch_size=test_batch_size,
-        seed=seed,
-        train=False,
-        augment=False,
-        **options,
-    )
-    return train, test
-
-
 def make_loaders(
     data,
     *,
@@ -87,50 +51,26 @@ def make_loaders(
     views: int = 1,
     shard: Shard = WHOLE,
 ) -> Loaders:
-    """The one place that dispatches over dataset x backend. With `views=2` each train batch is
+    """The one entry from a DataSpec to its loaders: the dataset's splits, then its backend's
+    loaders over them (bench/data/backends/base.py's protocol). With `views=2` each train batch is
     the weak views of its images, then their strong views ([2B]; labels and indices [B]). Under
     DDP (`shard`), each batch is this rank's part of the global batch of `batch_size`."""
     test_batch_size = test_batch_size or batch_size
     check_data(data)
     check_views(data, views)
     workdir = Path(workdir)
-    if data.dataset in IMAGE_FOLDER_DATASETS and not data.prepared_arrays:
-        return _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir, shard)
+    backend = backend_named(data.backend)
+    if dataset_named(data.dataset).kind == FOLDER and not data.prepared_arrays:
+        return _folder_loaders(data, backend, batch_size, test_batch_size, seed, device, workdir,
+                               shard)
     splits = load_arrays(data, workdir)
     check_shardable(batch_size, len(splits.train_labels), shard)
     check_shardable(test_batch_size, len(splits.test_labels), shard, "test")
-    if data.backend == "ffcv":
-        train, test = ffcv_backend.make_ffcv_loaders(
-            splits,
-            workdir=workdir,
-            dataset=data.dataset,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            seed=seed,
-            augment=data.augment,
-            num_workers=data.num_workers,
-            device=device,
-            views=views,
-            shard=shard,
-        )
-    else:
-        if data.backend == "torch":
-            loader_cls, options = TorchLoader, {"num_workers": data.num_workers}
-        else:
-            loader_cls, options = MemoryLoader, {}
-        train, test = _split_loaders(
-            loader_cls,
-            splits,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            seed=seed,
-            augment=data.augment,
-            views=views,
-            device=device,
-            stats=splits.normalization,
-            shard=shard,
-            **options,
-        )
+    train, test = backend.array_loaders(
+        splits, workdir=workdir, dataset=data.dataset, batch_size=batch_size,
+        test_batch_size=test_batch_size, seed=seed, augment=data.augment,
+        num_workers=data.num_workers, device=device, views=views, shard=shard,
+    )
     return Loaders(
         train,
         test,
@@ -155,44 +95,18 @@ def _val_loader(splits, batch_size: int, seed: int, device, shard: Shard):
                         device=device, stats=splits.normalization, shard=shard)
 
 
-def _folder_loaders(data, batch_size, test_batch_size, seed, device, workdir: Path,
+def _folder_loaders(data, backend, batch_size, test_batch_size, seed, device, workdir: Path,
                     shard: Shard) -> Loaders:
     splits = load_folder(
         folder_root(data, workdir), data.subset_per_class, data.test_subset_per_class
     )
     check_shardable(batch_size, len(splits.train_keep), shard)
     check_shardable(test_batch_size, len(splits.test_keep), shard, "test")
-    if data.backend == "ffcv":
-        train, test = ffcv_backend.make_ffcv_imagefolder_loaders(
-            splits.root,
-            splits.content_hash,
-            splits.train_keep,
-            splits.test_keep,
-            workdir=workdir,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            seed=seed,
-            augment=data.augment,
-            num_workers=data.num_workers,
-            device=device,
-            shard=shard,
-        )
-    else:
-        train, test = (
-            SampleLoader(
-                FolderSamples(samples, keep, seed, train=is_train, augment=data.augment),
-                batch_size=batch,
-                seed=seed,
-                train=is_train,
-                num_workers=data.num_workers,
-                device=device,
-                shard=shard,
-            )
-            for samples, keep, batch, is_train in (
-                (splits.train_samples, splits.train_keep, batch_size, True),
-                (splits.test_samples, splits.test_keep, test_batch_size, False),
-            )
-        )
+    train, test = backend.folder_loaders(
+        splits, workdir=workdir, batch_size=batch_size, test_batch_size=test_batch_size,
+        seed=seed, augment=data.augment, num_workers=data.num_workers, device=device,
+        shard=shard,
+    )
     return Loaders(
         train, test, splits.num_classes, splits.content_hash, seed, True, len(splits.train_keep)
     )

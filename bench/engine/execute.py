@@ -15,8 +15,8 @@ from torch import nn
 
 import methods
 import model_zoo
-from bench.data import Loaders, make_loaders
 from bench.data.datasets.registry import load_arrays
+from bench.data.loaders import Loaders, make_loaders
 from bench.data.sharding import WHOLE, Shard
 from bench.engine import checkpoint, faults, teacher_cache
 from bench.engine.distributed import Group, single

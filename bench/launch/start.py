@@ -30,8 +30,8 @@ from bench.engine.published_teachers import fetch_published_teachers
 from bench.files import remove_orphan_temps
 from bench.launch.registry import Executor
 from bench.spec import Matrix, RunSpec
-from bench.store.claims import check_claims, describe_claims
 from bench.store import trackers
+from bench.store.claims import check_claims, describe_claims
 from bench.store.trackers import describe_store
 
 

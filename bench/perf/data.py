@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+from bench.data.backends.base import backends as registered_backends
 from bench.data.loaders import make_loaders
 from bench.errors import BenchError
-from bench.spec import BACKENDS
 
 
 def _sync(device: torch.device) -> None:
@@ -44,7 +44,7 @@ def measure_data(
     device: str | torch.device,
     batch_size: int = 64,
     epochs: int = 2,
-    backends: Sequence[str] = BACKENDS,
+    backends: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train images/s per backend over `epochs` full epochs (the first one untimed).
 
@@ -52,6 +52,7 @@ def measure_data(
     ratio_to_torch (None where torch was not measured), setup_s (building the loaders, writing
     files on first use) and `skipped` (why a backend could not run here, else None).
     """
+    backends = list(registered_backends()) if backends is None else backends
     if epochs < 2:
         raise ValueError(f"epochs: expected at least 2 (the first is a warm-up), got {epochs}")
     dev = torch.device(device)

@@ -222,7 +222,7 @@ def measure_kdbench(
     compile_model: bool = False,
     precision: str | None = None,
 ) -> PerfRow:
-    from bench.data import make_loaders
+    from bench.data.loaders import make_loaders
 
     device = setup.device
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")

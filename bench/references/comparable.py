@@ -15,7 +15,7 @@ import methods
 from bench.references.published import EPOCH_METRICS, Published, subset_parts
 from bench.references.setups import PublishedSetup
 from bench.spec import RunSpec
-from bench.spec.schema import COSINE_ONLY, DATASETS, STEP_ONLY
+from bench.spec.schema import COSINE_ONLY, STEP_ONLY, dataset_facts
 
 MIN_RUNS = 2  # a mean with no spread cannot be compared with anything
 
@@ -62,7 +62,8 @@ def _data(run: RunSpec, setup: PublishedSetup, *, augmentation: bool = True) -> 
         reasons.append(f"dataset {run.data.dataset} ≠ {setup.dataset}")
     if run.data.is_subset:
         reasons.append(f"data subset ({', '.join(subset_parts(run.data))})")
-    published_resolution = DATASETS[setup.dataset].resolution if setup.dataset in DATASETS else None
+    facts = dataset_facts(setup.dataset)
+    published_resolution = facts.resolution if facts is not None else None
     if published_resolution is not None and run.data.resolution != published_resolution:
         reasons.append(f"resolution {run.data.resolution} px ≠ {published_resolution} px")
     if run.data.mean is not None:

@@ -11,9 +11,6 @@ from bench.spec.matrix import (
     shipped_matrices,
 )
 from bench.spec.schema import (
-    BACKENDS,
-    DATASETS,
-    FFCV_IMAGE_ENCODING,
     PROTOCOL_VERSION,
     DataSpec,
     Execution,
@@ -23,16 +20,15 @@ from bench.spec.schema import (
     RunSpec,
     SyntheticConfig,
     TeacherSpec,
+    backend_names,
     check_backend,
     check_data,
     check_views,
+    dataset_names,
     teacher_run,
 )
 
 __all__ = [
-    "BACKENDS",
-    "DATASETS",
-    "FFCV_IMAGE_ENCODING",
     "PROTOCOL_VERSION",
     "DataSpec",
     "Execution",
@@ -43,10 +39,12 @@ __all__ = [
     "SyntheticConfig",
     "TeacherSpec",
     "apply_overrides",
+    "backend_names",
     "build_matrix",
     "check_backend",
     "check_data",
     "check_views",
+    "dataset_names",
     "load_matrix",
     "parse_data",
     "read_matrix_yaml",

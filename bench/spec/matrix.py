@@ -457,7 +457,7 @@ def _cell_method(spec: MatrixFile, pair: PairEntry, cell: dict, pair_label: str,
     title, note = methods.describe(cell["name"])
     resolved = resolve(cell["name"], params, where)
     return MethodSpec(cell["name"], cell["label"], resolved, title, note,
-                      methods.provenance(cell["name"]))
+                      methods.provenance(cell["name"]), tuple(methods.switches(cell["name"])))
 
 
 def _add_run(runs: dict[str, RunSpec], run: RunSpec, pair_label: str) -> None:

@@ -1,7 +1,9 @@
 """The typed pieces of a benchmark: recipe, data, teacher, method, execution, and the RunSpec
 whose cell_key / run_key identify a result.
 
-Sections a user writes (recipe, data, synthetic) are validated by `methods.params`, the one
+The dataset and backend names, and the facts the data checks read, come from their registries
+(bench/data/datasets/, bench/data/backends/). Sections a user writes (recipe, data, synthetic)
+are validated by `methods.params`, the one
 validation system (pydantic, strict, unknown fields refused); their defaults sit beside them.
 """
 
@@ -9,12 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 import model_zoo
+from bench.data.backends.base import backend_aliases, backend_named, backends
+from bench.data.datasets.base import ARRAYS, FOLDER, Dataset, dataset_named, datasets
+from bench.data.datasets.synthetic import SyntheticConfig
 from bench.errors import SpecError
 from bench.spec.keys import short_hash
 from methods.params import params_dataclass
@@ -68,80 +75,51 @@ class Recipe:
         return {k: v for k, v in fields.items() if k not in unused}
 
 
-@params_dataclass
-class SyntheticConfig:
-    """The generated dataset of `dataset: synthetic` (tests and the smoke demo)."""
-
-    classes: Annotated[int, Field(ge=2)] = 10
-    train_per_class: Positive = 100
-    test_per_class: Positive = 20
-    seed: int = 0
-    noise: Annotated[float, Field(ge=0)] = 20.0
-    # Each image mixes in another class's pattern with a weight drawn from U(0, overlap): above
-    # 0.5 the other class dominates, so overlap > 0.5 puts a floor under the error of any model
-    # ((overlap - 0.5) / overlap of the images), and classes are no longer trivially separable.
-    overlap: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-    def folder_name(self) -> str:
-        name = (
-            f"synthetic-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
-            f"-s{self.seed}-n{self.noise:g}"
-        )
-        return name + (f"-o{self.overlap:g}" if self.overlap else "")
-
-
-@dataclass(frozen=True)
-class DatasetFacts:
-    resolution: int
-    num_classes: int | None  # None: read from the data (image folders) or the synthetic config
-    backends: tuple[str, ...]
-    # True where every backend gives the same batches (tested); else each backend's pixel
-    # pipeline is part of the data identity, so their runs never share a cell.
-    backends_exact: bool = True
-    # The default: the fastest backend that gives the exact batches (the in-memory one for CIFAR-
-    # size data: 13x the DataLoader's img/s on a CPU, `python -m bench perf --data`).
-    default_backend: str = "memory"
-
-
-# FFCV stores an image folder as JPEGs (longest side, quality) decoded with OpenCV: other pixels
-# than torchvision's PIL pipeline, so part of the data identity of those cells.
-FFCV_IMAGE_ENCODING = {"max_resolution": 512, "jpeg_quality": 90}
-PIXEL_PIPELINES = {
-    "torch": "torchvision-pil",
-    "ffcv": "ffcv-jpeg-r{max_resolution}-q{jpeg_quality}-opencv".format(**FFCV_IMAGE_ENCODING),
-}
-
-
-BACKENDS = ("torch", "memory", "ffcv")
-# `memory` keeps the whole uint8 split on the device (GPU memory on CUDA, RAM on a CPU): CIFAR-size
-# data only. It was called `gpu`, a name that misled on a CPU; `gpu` is still accepted.
-BACKEND_ALIASES = {"gpu": "memory"}
-DATASETS = {
-    "cifar100": DatasetFacts(32, 100, BACKENDS),
-    "cifar10": DatasetFacts(32, 10, BACKENDS),
-    "synthetic": DatasetFacts(32, None, BACKENDS),
-    "imagenet": DatasetFacts(224, 1000, ("torch", "ffcv"), False, "torch"),
-    "imagefolder": DatasetFacts(224, None, ("torch", "ffcv"), False, "torch"),
-    # Tiny-ImageNet (Le & Yang 2015): 200 classes of 64 px, an image folder once
-    # `bench data prepare tinyimagenet` has turned val/val_annotations.txt into class folders
-    # 200 classes, counted from the folders; at 64 px (prepared) every backend serves it exactly
-    "tinyimagenet": DatasetFacts(64, None, ("torch", "ffcv"), False, "torch"),
-}
-FOLDER_DATASETS = ("imagenet", "imagefolder", "tinyimagenet")
 CROP_FLIP_MAX_RESOLUTION = 64  # the CIFAR family (pad 4, crop, flip) serves small images
 # RandomResizedCrop + flip: counter-based on prepared arrays up to 64 px, and the decoders'
 # own at ImageNet's 224 px; sizes between are not served in this version
 RRC_RESOLUTION = 224
 
 
+def _listed(names: list[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _registered(names: Callable[[], list[str]]) -> AfterValidator:
+    """A validator that accepts only the names registered at validation time (plugins too),
+    refusing any other as a Literal would (one line naming the choices)."""
+
+    def check(value: str) -> str:
+        found = names()
+        if value not in found:
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": _listed(found)})
+        return value
+
+    return AfterValidator(check)
+
+
+def dataset_names() -> list[str]:
+    return list(datasets())
+
+
+def dataset_facts(name: str) -> Dataset | None:
+    """A registered dataset's facts, or None."""
+    return datasets().get(name)
+
+
+def backend_names() -> list[str]:
+    """Each backend's name, then its older names."""
+    return [name for name, backend in backends().items() for name in (name, *backend.aliases)]
+
+
 @params_dataclass
 class DataSpec:
-    dataset: Literal[
-        "cifar100", "cifar10", "synthetic", "imagenet", "imagefolder", "tinyimagenet"
-    ] = "cifar100"
+    dataset: Annotated[str, _registered(dataset_names)] = "cifar100"
     root: str | None = None
     # None: the dataset's default, the fastest backend that gives the exact batches
-    backend: Literal["torch", "memory", "gpu", "ffcv"] | None = None
+    backend: Annotated[str, _registered(backend_names)] | None = None
     subset_per_class: Positive | None = None
     test_subset_per_class: Positive | None = None
     # K train images per class held out for validation (chosen by a hash of the image index, the
@@ -161,17 +139,18 @@ class DataSpec:
     std: tuple[Annotated[float, Field(gt=0)], ...] | None = None
 
     def __post_init__(self) -> None:
-        facts = DATASETS[self.dataset]
+        facts = dataset_named(self.dataset)
         object.__setattr__(self, "resolution", self.resolution or facts.resolution)
         if self.augment == self.default_family:  # spelled out or not: one cell
             object.__setattr__(self, "augment", True)
-        backend = BACKEND_ALIASES.get(self.backend, self.backend)
+        backend = backend_aliases().get(self.backend, self.backend)
         default = "memory" if self.prepared_arrays else facts.default_backend
         object.__setattr__(self, "backend", backend or default)
 
     @property
-    def facts(self) -> DatasetFacts:
-        return DATASETS[self.dataset]
+    def facts(self) -> Dataset:
+        """The dataset's declared facts (bench/data/datasets/)."""
+        return dataset_named(self.dataset)
 
     @property
     def default_family(self) -> str:
@@ -187,17 +166,21 @@ class DataSpec:
     @property
     def prepared_arrays(self) -> bool:
         """An image folder served as CIFAR-format arrays (resized once, at preparation)."""
-        return self.dataset in FOLDER_DATASETS and self.resolution <= CROP_FLIP_MAX_RESOLUTION
+        return self.facts.kind == FOLDER and self.resolution <= CROP_FLIP_MAX_RESOLUTION
 
     @property
     def serves_arrays(self) -> bool:
         """uint8 arrays in memory, augmented by the shared counter-based code: every backend is
         exact."""
-        return self.dataset not in FOLDER_DATASETS or self.prepared_arrays
+        return self.facts.kind == ARRAYS or self.prepared_arrays
 
     @property
     def backends(self) -> tuple[str, ...]:
-        return BACKENDS if self.prepared_arrays else self.facts.backends
+        kind = ARRAYS if self.serves_arrays else FOLDER
+        if self.facts.backends is not None and not self.prepared_arrays:
+            return self.facts.backends
+        return tuple(name for name, backend in backends().items()
+                     if (backend.serves_arrays if kind == ARRAYS else backend.serves_folders))
 
     @property
     def synthetic_config(self) -> SyntheticConfig:
@@ -206,9 +189,7 @@ class DataSpec:
     @property
     def num_classes(self) -> int | None:
         """Known from the spec alone, or None (an image folder: counted from its class folders)."""
-        if self.dataset == "synthetic":
-            return self.synthetic_config.classes
-        return self.facts.num_classes
+        return self.facts.classes(self)
 
     @property
     def is_subset(self) -> bool:
@@ -221,7 +202,7 @@ class DataSpec:
     @property
     def pixel_pipeline(self) -> str:
         """'exact' where all backends give the same batches, else this backend's pipeline."""
-        return "exact" if self.backends_exact else PIXEL_PIPELINES[self.backend]
+        return "exact" if self.backends_exact else backend_named(self.backend).pixel_pipeline
 
     def identity(self, content_hash: str | None) -> dict:
         """What of the data a result depends on (not where it lives, nor how it is loaded where
@@ -246,13 +227,13 @@ class DataSpec:
 
 def check_data(data: DataSpec) -> None:
     """The one place that says which dataset is served at which size, how, by which backend."""
-    fixed = data.dataset not in FOLDER_DATASETS or data.dataset == "imagenet"
+    fixed = not data.facts.resizable
     if fixed and data.resolution != data.facts.resolution:
         raise SpecError(
             f"data.resolution: {data.dataset} is served at {data.facts.resolution} px, not "
             f"{data.resolution}; a folder of other sizes is dataset: imagefolder"
         )
-    if data.dataset in FOLDER_DATASETS and not data.prepared_arrays and (
+    if data.facts.kind == FOLDER and not data.prepared_arrays and (
         data.resolution != RRC_RESOLUTION
     ):
         raise SpecError(
@@ -294,7 +275,8 @@ def check_views(data: DataSpec, views: int) -> None:
 def check_backend(data: DataSpec) -> None:
     """Which backend serves which dataset."""
     if data.backend not in data.backends:
-        alias = " (also called 'gpu')" if data.backend == "memory" else ""
+        aliases = backend_named(data.backend).aliases
+        alias = f" (also called {', '.join(map(repr, aliases))})" if aliases else ""
         raise SpecError(
             f"data.backend: '{data.backend}'{alias} cannot serve {data.dataset}"
             f"{'' if data.prepared_arrays else f' at {data.resolution} px'}; "
@@ -355,6 +337,8 @@ class MethodSpec:
     title: str = dataclasses.field(default="", compare=False)
     note: str = dataclasses.field(default="", compare=False)
     provenance: str = dataclasses.field(default="", compare=False)  # paper, authors' code
+    # the boolean parameters an ablation turns on or off (methods.switches), for the reports
+    switches: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import make_loaders
+from bench.data.loaders import make_loaders
 from bench.data.sharding import Shard
 from bench.engine.distributed import from_environment
 from bench.engine.train import evaluate

@@ -20,16 +20,14 @@ import numpy as np
 import torch
 
 from bench.data.augment import Normalization, array_family, epoch_order, normalize
-from bench.data.datasets import cifar
+from bench.data.backends.base import Backend, register_backend
 from bench.data.datasets.imagefolder import SPLIT_FOLDERS, image_extensions
-from bench.data.datasets.registry import CIFAR_LAYOUTS, REAL_CIFAR
 from bench.data.folder_transforms import RESIZE, RESOLUTION, imagenet_normalize, shared_flip
 from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 from bench.errors import DataError, SpecError
 from bench.files import atomic_path
 from bench.locks import file_lock
-from bench.spec import FFCV_IMAGE_ENCODING
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Transform = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
@@ -251,26 +249,20 @@ def ensure_beton(
 
 
 def ensure_cifar_betons(
-    root: Path,
-    dataset: str,
     content_hash: str,
     workdir: Path,
+    read: Callable[[str], object],
     *,
     repair: bool = False,
-    read: Callable[[str], object] | None = None,
 ) -> dict[str, Path]:
-    """The train and test .beton files of a CIFAR-format folder (or of the whole splits `read`
-    returns, e.g. a prepared image folder), written on first use."""
+    """The train and test .beton files of array splits (the whole splits `read` returns: a
+    CIFAR-format dataset's files, a prepared image folder), written on first use."""
     import_ffcv()
     paths = {}
     for split in SPLITS:
 
         def write(target: Path, split=split) -> Path:
-            if read is not None:
-                return write_cifar_beton(read(split), target)
-            verify = dataset in REAL_CIFAR and split == "train"
-            arrays = cifar.read_split(root, split, verify=verify, layout=CIFAR_LAYOUTS[dataset])
-            return write_cifar_beton(arrays, target)
+            return write_cifar_beton(read(split), target)
 
         path = beton_path(workdir, content_hash, split)
         paths[split] = ensure_beton(path, write, repair=repair)
@@ -419,9 +411,7 @@ def make_ffcv_loaders(
     import_ffcv()
     from ffcv.fields.decoders import SimpleRGBImageDecoder
 
-    paths = ensure_cifar_betons(
-        splits.root, dataset, splits.content_hash, workdir, read=splits.read_whole
-    )
+    paths = ensure_cifar_betons(splits.content_hash, workdir, splits.read_whole)
     test_index = splits.test_index
     loaders = []
     for split, file_index, batch, train in (
@@ -450,9 +440,10 @@ def make_ffcv_loaders(
 # ImageNet-layout folders: JPEG in the file, FFCV's crop decoders on the way out
 
 # longest side stored (RandomResizedCrop then reads from it) and JPEG quality: the spec's
-# FFCV_IMAGE_ENCODING, part of these cells' data identity
-IMAGENET_MAX_RESOLUTION = FFCV_IMAGE_ENCODING["max_resolution"]
-IMAGENET_JPEG_QUALITY = FFCV_IMAGE_ENCODING["jpeg_quality"]
+# FFCV stores an image folder as JPEGs (longest side, quality) decoded with OpenCV: other pixels
+# than torchvision's PIL pipeline, so part of the data identity of those cells
+IMAGENET_MAX_RESOLUTION = 512
+IMAGENET_JPEG_QUALITY = 90
 
 
 class _FolderRecords:
@@ -596,3 +587,33 @@ def make_ffcv_imagefolder_loaders(
             )
         )
     return loaders[0], loaders[1]
+
+
+@register_backend("ffcv")
+class FfcvBackend(Backend):
+    """.beton files written once, read at memory speed: array data exactly (raw pixels, the
+    shared order and augmentation), image folders through FFCV's JPEG decoders."""
+
+    order, serves_folders = 30, True
+    pixel_pipeline = (f"ffcv-jpeg-r{IMAGENET_MAX_RESOLUTION}-q{IMAGENET_JPEG_QUALITY}-opencv")
+
+    def array_loaders(self, splits, *, workdir, dataset, batch_size, test_batch_size, seed,
+                      augment, num_workers, device, views=1, shard=WHOLE):
+        return make_ffcv_loaders(splits, workdir=workdir, dataset=dataset, batch_size=batch_size,
+                                 test_batch_size=test_batch_size, seed=seed, augment=augment,
+                                 num_workers=num_workers, device=device, views=views,
+                                 shard=shard)
+
+    def folder_loaders(self, splits, *, workdir, batch_size, test_batch_size, seed, augment,
+                       num_workers, device, shard=WHOLE):
+        return make_ffcv_imagefolder_loaders(
+            splits.root, splits.content_hash, splits.train_keep, splits.test_keep,
+            workdir=workdir, batch_size=batch_size, test_batch_size=test_batch_size, seed=seed,
+            augment=augment, num_workers=num_workers, device=device, shard=shard)
+
+    def prepare_arrays(self, splits, workdir: Path) -> list[Path]:
+        return list(ensure_cifar_betons(splits.content_hash, workdir, splits.read_whole,
+                                        repair=True).values())
+
+    def prepare_folder(self, root: Path, content_hash: str, workdir: Path) -> list[Path]:
+        return list(ensure_imagefolder_betons(root, content_hash, workdir, repair=True).values())

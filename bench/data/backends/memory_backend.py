@@ -19,6 +19,7 @@ from bench.data.augment import (
     epoch_order,
     normalize,
 )
+from bench.data.backends.base import Backend, register_backend, split_loaders
 from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 
@@ -82,3 +83,16 @@ class MemoryLoader:
             else:
                 out = normalize(images, self.stats)
             yield out, self.labels[positions], indices
+
+
+@register_backend("memory")
+class MemoryBackend(Backend):
+    """The uint8 splits on the device, batches sliced and augmented there (array data only)."""
+
+    order, aliases = 20, ("gpu",)
+
+    def array_loaders(self, splits, *, workdir, dataset, batch_size, test_batch_size, seed,
+                      augment, num_workers, device, views=1, shard=WHOLE):
+        return split_loaders(MemoryLoader, splits, batch_size=batch_size,
+                             test_batch_size=test_batch_size, seed=seed, augment=augment,
+                             views=views, device=device, stats=splits.normalization, shard=shard)

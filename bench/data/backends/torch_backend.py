@@ -17,6 +17,8 @@ from bench.data.augment import (
     epoch_order,
     normalize,
 )
+from bench.data.backends.base import Backend, register_backend, split_loaders
+from bench.data.datasets.imagefolder import FolderSamples
 from bench.data.sharding import WHOLE, Shard
 from bench.data.strong_augment import train_batch
 
@@ -140,4 +142,31 @@ class TorchLoader(SampleLoader):
             num_workers=num_workers,
             device=device,
             shard=shard,
+        )
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    """torch's DataLoader over samples: array datasets (the shared augmentation as its
+    transform) and image folders (PIL decoding, torchvision's resized crop)."""
+
+    order, serves_folders, pixel_pipeline = 10, True, "torchvision-pil"
+
+    def array_loaders(self, splits, *, workdir, dataset, batch_size, test_batch_size, seed,
+                      augment, num_workers, device, views=1, shard=WHOLE):
+        return split_loaders(TorchLoader, splits, batch_size=batch_size,
+                             test_batch_size=test_batch_size, seed=seed, augment=augment,
+                             views=views, device=device, stats=splits.normalization, shard=shard,
+                             num_workers=num_workers)
+
+    def folder_loaders(self, splits, *, workdir, batch_size, test_batch_size, seed, augment,
+                       num_workers, device, shard=WHOLE):
+        return tuple(
+            SampleLoader(FolderSamples(samples, keep, seed, train=is_train, augment=augment),
+                         batch_size=batch, seed=seed, train=is_train, num_workers=num_workers,
+                         device=device, shard=shard)
+            for samples, keep, batch, is_train in (
+                (splits.train_samples, splits.train_keep, batch_size, True),
+                (splits.test_samples, splits.test_keep, test_batch_size, False),
+            )
         )

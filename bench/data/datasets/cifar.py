@@ -2,19 +2,23 @@
 
 CIFAR-100: `cifar-100-python/{train,test,meta}`, labels under `fine_labels`. CIFAR-10:
 `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`, labels under `labels`. One reader
-serves both (`CifarLayout`). Real files are checked against torchvision's md5 sums (and downloaded
-where the network allows); generated files (bench.data.datasets.synthetic) take the same reader
-with `verify=False`.
+serves both (`CifarLayout`), and `CifarFormat` is what every CIFAR-format dataset shares
+(`data.dataset: cifar100`, `cifar10` here; `synthetic` in synthetic.py). Real files are checked
+against torchvision's md5 sums (and downloaded where the network allows); generated files take
+the same reader with `verify=False`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.data.augment import Normalization
+from bench.data.datasets.base import Dataset, register_dataset
 from bench.errors import DataError
 
 IMAGE_BYTES = 3 * 32 * 32
@@ -249,3 +253,70 @@ def held_out_per_class(labels: np.ndarray, per_class: int | None) -> np.ndarray:
             )
         chosen.append(members[np.argsort(_mix64(members), kind="stable")[:per_class]])
     return np.sort(np.concatenate(chosen))
+
+
+class CifarFormat(Dataset):
+    """An array dataset on disk in torchvision's CIFAR format (`layout`)."""
+
+    layout = CIFAR100
+    published_checksums = False  # torchvision's md5 sums of the real files
+
+    def present(self, data, root: Path) -> bool:
+        return all(path.is_file() for path in self.files(root))
+
+    def files(self, root: Path) -> list[Path]:
+        return [path for paths in batch_files(root, self.layout).values() for path in paths]
+
+    def content_hash(self, root: Path) -> str:
+        """sha256 over the split files: two datasets with the same bytes get the same cells."""
+        digest = hashlib.sha256()
+        for path in self.files(root):
+            if not path.is_file():
+                raise DataError(
+                    f"{self.layout.title} file not found: {path} (expected torchvision's layout)"
+                )
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        return digest.hexdigest()[:16]
+
+    def read(self, root: Path, split: str, verify: bool) -> ImageArrays:
+        return read_split(root, split, verify=verify and self.published_checksums,
+                          layout=self.layout)
+
+
+class _RealCifar(CifarFormat):
+    """Downloaded by torchvision where the network allows, md5-checked."""
+
+    published_checksums = True
+
+    def fetch(self, data, root: Path, log=print) -> Path:
+        if not split_files(root, self.layout)["train"].is_file():
+            try:
+                download(root, self.layout)
+            except Exception as exc:
+                raise DataError(
+                    f"{self.layout.title} not found under {root} and download failed "
+                    f"({type(exc).__name__}); expected torchvision's {self.layout.folder} folder "
+                    "there (set data.root)"
+                ) from None
+        return root
+
+    def download_url(self) -> str:
+        return _torchvision_class(self.layout).url
+
+    def absent_reason(self, data, root: Path) -> str:
+        return (f"{self.layout.title} not under {root} yet (downloaded on the first run, or set "
+                "data.root)")
+
+
+@register_dataset("cifar100")
+class Cifar100(_RealCifar):
+    title, order, num_classes, layout = "CIFAR-100", 10, 100, CIFAR100
+
+
+@register_dataset("cifar10")
+class Cifar10(_RealCifar):
+    title, order, num_classes, layout = "CIFAR-10", 20, 10, CIFAR10
+    # per-channel mean and std of CIFAR-10's 50,000 train images on [0, 1] pixels
+    normalization = Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

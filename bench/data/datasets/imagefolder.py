@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset as TorchDataset
 
+from bench.data.datasets.base import FOLDER, Dataset, register_dataset
 from bench.data.datasets.cifar import first_per_class
 from bench.data.folder_transforms import (
     RESIZE,
@@ -91,7 +92,7 @@ def read_folder(root: Path, split: str) -> tuple[list[tuple[str, int]], list[str
     return samples, classes
 
 
-class FolderSamples(Dataset):
+class FolderSamples(TorchDataset):
     """Items keyed by (position, epoch): (image float [3,224,224], label, file index)."""
 
     def __init__(self, samples, positions, seed: int, train: bool, augment: bool):
@@ -163,3 +164,34 @@ def load_folder(root: Path, subset_per_class, test_subset_per_class) -> FolderSp
         len(classes),
         folder_hash(root),
     )
+
+
+class ImageFolderFormat(Dataset):
+    """A dataset of class folders, `<root>/train/<class>/*` and `<root>/val/<class>/*`: served at
+    224 px (RandomResizedCrop + flip, decoded per step by the backend's own pipeline), or at up
+    to 64 px as arrays prepared once (bench/data/datasets/prepared.py)."""
+
+    kind = FOLDER
+    resolution = 224
+    backends_exact = False
+    default_backend = "torch"
+    resizable = True
+
+    def fetch(self, data, root: Path, log=print) -> Path:
+        return check_folder(root)
+
+    def present(self, data, root: Path) -> bool:
+        return all((Path(root) / folder).is_dir() for folder in SPLIT_FOLDERS.values())
+
+    def absent_reason(self, data, root: Path) -> str:
+        return f"no image folder at {root} (expected train/ and val/; set data.root)"
+
+    def content_hash(self, root: Path) -> str:
+        return folder_hash(root)
+
+
+@register_dataset("imagefolder")
+class ImageFolder(ImageFolderFormat):
+    """Any image folder; its classes are counted from its folders."""
+
+    title, order = "image folder", 50

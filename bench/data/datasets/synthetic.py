@@ -14,16 +14,41 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from bench.data.datasets import cifar
-from bench.spec import SyntheticConfig
+from bench.data.datasets.base import register_dataset
+from methods.params import params_dataclass
 
-__all__ = ["SyntheticConfig", "generate"]
+Positive = Annotated[int, Field(ge=1)]
 
 MARKER = "kdbench_synthetic.json"
+
+
+@params_dataclass
+class SyntheticConfig:
+    """The generated dataset of `dataset: synthetic` (tests and the smoke demo)."""
+
+    classes: Annotated[int, Field(ge=2)] = 10
+    train_per_class: Positive = 100
+    test_per_class: Positive = 20
+    seed: int = 0
+    noise: Annotated[float, Field(ge=0)] = 20.0
+    # Each image mixes in another class's pattern with a weight drawn from U(0, overlap): above
+    # 0.5 the other class dominates, so overlap > 0.5 puts a floor under the error of any model
+    # ((overlap - 0.5) / overlap of the images), and classes are no longer trivially separable.
+    overlap: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+    def folder_name(self) -> str:
+        name = (
+            f"synthetic-c{self.classes}-tr{self.train_per_class}-te{self.test_per_class}"
+            f"-s{self.seed}-n{self.noise:g}"
+        )
+        return name + (f"-o{self.overlap:g}" if self.overlap else "")
 
 
 def _class_patterns(config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
@@ -75,3 +100,29 @@ def generate(root: Path, config: SyntheticConfig) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+@register_dataset("synthetic")
+class Synthetic(cifar.CifarFormat):
+    """`data.synthetic` configures it (classes, images per class, noise, overlap, seed)."""
+
+    title, order = "synthetic data", 30
+
+    def classes(self, data) -> int:
+        return data.synthetic_config.classes
+
+    def root(self, data, workdir: Path) -> Path:
+        if data.root:
+            return Path(data.root).expanduser()
+        return Path(workdir) / "data" / data.synthetic_config.folder_name()
+
+    def fetch(self, data, root: Path, log=print) -> Path:
+        return generate(root, data.synthetic_config)
+
+    def absent_reason(self, data, root: Path) -> str:
+        return f"synthetic data not generated yet under {root} (made on the first run)"
+
+    def hash_when_absent(self, data) -> str:
+        """A pure function of its config: made and hashed in a temporary folder."""
+        with tempfile.TemporaryDirectory(prefix="kdbench-synthetic-") as scratch:
+            return self.content_hash(generate(Path(scratch) / "data", data.synthetic_config))

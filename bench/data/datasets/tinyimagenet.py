@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.data.datasets.base import register_dataset
+from bench.data.datasets.imagefolder import ImageFolderFormat, check_folder
 from bench.errors import DataError
 
 ANNOTATIONS = "val_annotations.txt"
@@ -60,3 +62,24 @@ def arrange_val(root: Path, log=print) -> Path:
         )
     (val / "images").rmdir()
     return root
+
+
+@register_dataset("tinyimagenet")
+class TinyImageNet(ImageFolderFormat):
+    """200 classes (counted from the folders) of 64 px images; at 64 px (prepared as arrays)
+    every backend serves it exactly."""
+
+    title, order, resolution = "Tiny-ImageNet", 60, 64
+
+    def fetch(self, data, root: Path, log=print) -> Path:
+        arrange_val(root, log=log)
+        return check_folder(root)
+
+    def present(self, data, root: Path) -> bool:
+        return super().present(data, root) and not needs_arranging(root)
+
+    def absent_reason(self, data, root: Path) -> str:
+        return (
+            f"no Tiny-ImageNet folder at {root} (expected train/ and val/ class folders: run "
+            "`python -m bench data prepare tinyimagenet --root <tiny-imagenet-200>`)"
+        )

@@ -1,7 +1,8 @@
 """Ablation: the variants of a method that differ in its boolean switches (e.g. cakd's BCD / SCD /
 WCD), each against the method's full cell and against the baseline, paired by seed.
 
-Switches are the boolean parameters of the resolved method; no method is known by name here.
+Switches are what the method declares (`methods.switches`, carried by each cell's MethodSpec); no
+method is known by name here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ def _params(results: Results, pair: tuple[str, str], label: str) -> dict:
     return cells[0].run.method.params if cells else {}
 
 
-def switches_of(params: dict) -> list[str]:
-    return [key for key, value in params.items() if isinstance(value, bool)]
+def _switches(results: Results, labels: list[str]) -> tuple[str, ...]:
+    return next((c.run.method.switches for lab in labels for c in results.cells_of_label(lab)),
+                ())
 
 
 def full_label(results: Results, pair: tuple[str, str], name: str, labels: list[str]) -> str:
@@ -26,12 +28,13 @@ def full_label(results: Results, pair: tuple[str, str], name: str, labels: list[
     switches on (the first such in matrix order)."""
     if name in labels:
         return name
-    return max(labels, key=lambda lab: sum(v is True for v in _params(results, pair, lab).values()))
+    switches = _switches(results, labels)
+    return max(labels, key=lambda lab: sum(_params(results, pair, lab).get(s) is True
+                                            for s in switches))
 
 
-def variant_text(params: dict, full: dict) -> str:
+def variant_text(params: dict, full: dict, switches: tuple[str, ...]) -> str:
     """The switches on, then every other parameter that differs from the full cell."""
-    switches = switches_of(params)
     terms = "+".join(key for key in switches if params[key]) or "none"
     diffs = [
         f"{key}={params[key]}"
@@ -50,20 +53,13 @@ def ablated_methods(results: Results, labels: tuple[str, ...]) -> dict[str, list
         name: labs
         for name, labs in by_name.items()
         if any(lab != name for lab in labs)
-        and any(
-            switches_of(c.run.method.params)
-            for lab in labs
-            for c in results.cells_of_label(lab)
-        )
+        and _switches(results, labs)
     }
 
 
 def ablation_table(ctx: ReportContext, name: str, labels: list[str]) -> list[Block]:
     matrix, results, metric, baseline = ctx.matrix, ctx.results, ctx.metric, ctx.baseline
-    switches = next(
-        (switches_of(c.run.method.params) for lab in labels for c in results.cells_of_label(lab)),
-        [],
-    )
+    switches = _switches(results, labels)
     blocks: list[Block] = [
         Heading(
             f"{name.upper()} ablation: {' / '.join(s.upper() for s in switches)} "
@@ -88,7 +84,7 @@ def ablation_table(ctx: ReportContext, name: str, labels: list[str]) -> list[Blo
                 [
                     *pair,
                     label + (" (full)" if label == full else ""),
-                    variant_text(_params(results, pair, label), full_params),
+                    variant_text(_params(results, pair, label), full_params, switches),
                     fmt_summary(summarize(list(values.values()))),
                     "—" if label == full else fmt_paired(paired(values, full_values)),
                     f"no {baseline} cell" if base is None else fmt_paired(paired(values, base)),
