@@ -4,9 +4,9 @@ cli → perf → launch → engine → data, store, references → spec → sour
 report → store, references, spec (never the engine: a report needs no training code). `data` is
 bench/data's loaders and preparation; `sources` is the rest of bench/data (the shared
 augmentation, the datasets and the backends, each a registry), below the spec, whose dataset and
-backend names and checks derive from them. `bench/errors.py`,
-`bench/files.py`, `bench/locks.py`, `bench/output.py`, `bench/secrets.py`, `bench/vocabulary.py`
-and `bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
+backend names and checks derive from them. `bench/errors.py`, `bench/files.py`, `bench/locks.py`,
+`bench/output.py`, `bench/registry.py`, `bench/secrets.py`, `bench/vocabulary.py` and
+`bench/workdir.py` are the base every bench layer may use. Inside bench/data the order is
 transforms → datasets → backends → loaders.
 """
 
@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("bench", "methods", "model_zoo")
 BASE_MODULES = {"bench", "bench.errors", "bench.files", "bench.locks", "bench.output",
-                "bench.secrets", "bench.vocabulary", "bench.workdir"}
+                "bench.registry", "bench.secrets", "bench.vocabulary", "bench.workdir"}
 
 ALLOWED = {
     "cli": {"perf", "launch", "engine", "report", "data", "sources", "store", "references",
@@ -213,3 +213,32 @@ def _code_words(tree: ast.AST) -> set[str]:
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
             words.add(node.name)
     return words
+
+
+def _callers(names: set[str]) -> dict[str, set[str]]:
+    """Function name -> the bench modules that call it."""
+    found: dict[str, set[str]] = {name: set() for name in names}
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name in found:
+                    found[name].add(module_name(path))
+    return found
+
+
+def test_the_matrix_start_up_and_the_cell_loop_each_exist_once():
+    """Every executor starts a matrix through launch/start.py and trains its cells through
+    engine/loop.py: the steps of the start-up and the loop's body are called nowhere else."""
+    start_up = {"remove_finished_checkpoints", "fetch_published_teachers", "remove_orphan_temps"}
+    callers = _callers(start_up | {"_CellLoop", "execute_run", "start_matrix", "run_cells"})
+    for step in start_up:
+        assert callers[step] == {"bench.launch.start"}, (step, callers[step])
+    assert callers["_CellLoop"] == {"bench.engine.loop"}
+    # a run is trained by the loop (or, isolated, by its child; a teacher by its preparation)
+    assert callers["execute_run"] == {"bench.engine.loop", "bench.engine.isolate",
+                                      "bench.engine.teachers"}
+    launching = {m for m in callers["start_matrix"] | callers["run_cells"]
+                 if m.startswith("bench.launch.")}
+    assert callers["run_cells"] <= launching and "bench.launch.start" in callers["start_matrix"]

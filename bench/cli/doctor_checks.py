@@ -206,7 +206,7 @@ def _data(ctx: Context) -> Check | None:
 def _teachers(ctx: Context) -> list[Check]:
     """The released teachers the matrix needs: held (with their pins), or fetchable from here
     (their release's address answers; asked once per release)."""
-    from bench.engine.published_teachers import release_folder, released_teachers
+    from bench.engine.published_teachers import published_teachers, release_folder
     from bench.references.teachers import teacher_release
 
     if ctx.matrix is None:
@@ -215,7 +215,7 @@ def _teachers(ctx: Context) -> list[Check]:
     release = teacher_release(ctx.matrix.data.dataset)
     if not wanted or release is None:
         return []
-    held = {t.arch: t for t in released_teachers(ctx.workdir) if t.dataset == release.dataset}
+    held = {t.arch: t for t in published_teachers(ctx.workdir) if t.dataset == release.dataset}
     pins = [f"{arch} {held[arch].pin}" for arch in wanted if arch in held and held[arch].pin]
     pinned = f"pinned: {', '.join(pins)}" if pins else "not pinned (keyed by each file's sha256)"
     missing = [a for a in wanted if a not in held or held[a].held.startswith("not fetched")]

@@ -80,3 +80,13 @@ def load_matrix_of(args: argparse.Namespace, on: torch.device) -> Matrix:
         teacher_cache=getattr(args, "teacher_cache", "none"),
         precision=getattr(args, "precision", None),
     )
+
+
+def reported_matrix(args: argparse.Namespace, tracker, records, **filters):
+    """The matrix a report or a status describes: the spec's, with the runs the store holds
+    (`filters`: which precision, cache or ranks to report)."""
+    from bench.report import load_report_matrix
+
+    return load_report_matrix(args.matrix, records, store=tracker.describe(),
+                              overrides=args.overrides, seeds=args.seeds,
+                              subset_per_class=args.subset_per_class, **filters)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import spec
 from bench.data.datasets.registry import absent_reason, dataset_hash, present_hash
-from bench.engine.published_teachers import bind_released_teachers
+from bench.engine.published_teachers import bind_published_teachers
 from bench.spec import Matrix
 from bench.workdir import resolve_workdir
 
@@ -18,7 +18,7 @@ def bind_data(matrix: Matrix, workdir: Path) -> Matrix:
     and the sha256 of each released teacher file (fetched first) in its students' keys."""
     if any(run.data_hash is None for run in matrix.runs):
         matrix = matrix.bind_data_hash(dataset_hash(matrix.data, Path(workdir)))
-    return bind_released_teachers(matrix, Path(workdir))
+    return bind_published_teachers(matrix, Path(workdir))
 
 
 def bind_present_data(matrix: Matrix, workdir: Path) -> tuple[Matrix, str]:
@@ -27,7 +27,7 @@ def bind_present_data(matrix: Matrix, workdir: Path) -> tuple[Matrix, str]:
     data_hash = present_hash(matrix.data, workdir)
     if data_hash is None:
         return matrix, absent_reason(matrix.data, workdir)
-    matrix = bind_released_teachers(matrix.bind_data_hash(data_hash), workdir, fetch=False)
+    matrix = bind_published_teachers(matrix.bind_data_hash(data_hash), workdir, fetch=False)
     unfetched = sorted({t.arch for t in matrix.teachers if not t.bound})
     if unfetched:
         return matrix, (

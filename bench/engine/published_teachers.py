@@ -134,7 +134,7 @@ def recorded_sha256(teacher: TeacherSpec, dataset: str, workdir: Path) -> str | 
     return _recorded(release_folder(workdir, release)).get(release.member_for(teacher.arch))
 
 
-def bind_released_teachers(matrix: Matrix, workdir: Path, fetch: bool = True) -> Matrix:
+def bind_published_teachers(matrix: Matrix, workdir: Path, fetch: bool = True) -> Matrix:
     """The matrix with each released teacher file's sha256 in its students' keys: the recorded
     one, or (with `fetch`) the file's after fetching it."""
     hashes = {}
@@ -188,7 +188,7 @@ def fetch_published_teachers(matrix: Matrix, workdir: Path, runs=None) -> dict[s
 
 
 @dataclass(frozen=True)
-class ReleasedTeacher:
+class PublishedTeacher:
     """One released teacher file: its pin, and what this work directory holds of it."""
 
     dataset: str
@@ -215,13 +215,13 @@ def _held(release: TeacherRelease, arch: str, workdir: Path) -> str:
     return f"{folder / member} (sha256 {sha[:16]}…)"
 
 
-def released_teachers(workdir: Path) -> list[ReleasedTeacher]:
+def published_teachers(workdir: Path) -> list[PublishedTeacher]:
     """Every released teacher of teachers.yaml with its pin and the local file."""
     out = []
     for release in teacher_releases():
         for arch in release.sha256 or {}:
             top1 = published_teacher_top1(release.dataset, arch)
-            out.append(ReleasedTeacher(
+            out.append(PublishedTeacher(
                 release.dataset, arch, release.name, release.pin(arch), release.sha256_source,
                 f"{top1[0]:.2f}" if top1 else "—", _held(release, arch, Path(workdir)),
             ))

@@ -11,7 +11,7 @@ from bench.engine.lifecycle import GroupAborted
 from bench.engine.stop import StopFlag
 from bench.engine.teachers import LoadedTeacher, load_frozen
 
-DONE = "done"  # rank 0's last order
+NO_MORE_ORDERS = "done"  # rank 0's last order to the other ranks
 
 
 def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
@@ -39,13 +39,13 @@ def _teacher(order: TrainOrder, device, workdir: Path, loaded: dict,
 
 
 def follow(group: Group, *, workdir: Path, device) -> None:
-    """Take rank 0's orders until DONE; a SIGTERM here stops the whole group at the next step
-    where the ranks agree (the stop flag is summed over the ranks)."""
+    """Take rank 0's orders until NO_MORE_ORDERS; a SIGTERM here stops the whole group at the
+    next step where the ranks agree (the stop flag is summed over the ranks)."""
     stop = StopFlag()
     restore = stop.install()
     loaded: dict = {}
     try:
-        while (order := group.receive()) != DONE:
+        while (order := group.receive()) != NO_MORE_ORDERS:
             follow_run(order, group=group, workdir=Path(workdir), device=device,
                        teacher=_teacher(order, device, Path(workdir), loaded, group),
                        stop_requested=lambda: stop.requested)
@@ -63,6 +63,6 @@ def lead_or_follow(group: Group, *, workdir: Path, device, work: Callable[[], ob
         try:
             return work()
         finally:
-            group.post(DONE)
+            group.post(NO_MORE_ORDERS)
     finally:
         group.close()

@@ -9,11 +9,10 @@ in one line, says how it would run for the dry run, and runs a `Launch`.
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING
 
 from bench.errors import SpecError
+from bench.registry import Registry
 
 if TYPE_CHECKING:  # the types only: this module stays light, for plugins and the parser
     from bench.launch.start import Launch
@@ -64,28 +63,17 @@ class Executor:
         raise NotImplementedError
 
 
-_EXECUTORS: dict[str, Executor] = {}
+_EXECUTORS: Registry[Executor] = Registry("bench.launch", "executor", reserved=(AUTO,))
 
 
 def register_executor(name: str):
     """Class decorator: `@register_executor("ray")` makes `--executor ray` run it."""
-
-    def decorate(cls: type[Executor]) -> type[Executor]:
-        if name in _EXECUTORS or name == AUTO:
-            raise ValueError(f"executor '{name}' is registered twice")
-        cls.name = name
-        _EXECUTORS[name] = cls()
-        return cls
-
-    return decorate
+    return _EXECUTORS.register(name)
 
 
 def executors() -> dict[str, Executor]:
     """Every executor: this package's modules, and the plugin files the methods loaded."""
-    importlib.import_module("methods")  # loads $KDBENCH_PLUGINS, executors among them
-    for module in pkgutil.iter_modules(importlib.import_module("bench.launch").__path__):
-        importlib.import_module(f"bench.launch.{module.name}")
-    return dict(sorted(_EXECUTORS.items(), key=lambda item: (item[1].order, item[0])))
+    return _EXECUTORS.all()
 
 
 def executor_for(args: argparse.Namespace) -> Executor:

@@ -26,7 +26,7 @@ from submitit.helpers import Checkpointable
 
 from bench.engine import distributed, ranks
 from bench.engine.binding import bind_present_data
-from bench.engine.cells import plan, runnable
+from bench.engine.cells import chosen, plan, runnable
 from bench.engine.loop import run_cells
 from bench.engine.stop import StopFlag
 from bench.engine.watch import CellWatcher
@@ -267,7 +267,7 @@ class SlurmArray(Executor):
         keyed, unkeyed_reason = bind_present_data(launch.matrix.on_ranks(options.world_size),
                                                   launch.workdir)
         if unkeyed_reason:
-            left = sum(launch.cells is None or launch.cells(run) for run in keyed.runs)
+            left = sum(chosen(run, launch.cells) for run in keyed.runs)
         else:
             left = sum(runnable(c.state, launch.retry_failed)
                        for c in plan(keyed, launch.tracker(), launch.workdir, launch.cells))

@@ -154,7 +154,7 @@ class DataSpec:
 
     @property
     def default_family(self) -> str:
-        return "crop_flip" if self.resolution <= CROP_FLIP_MAX_RESOLUTION else "rrc_flip"
+        return self.facts.augment_family(self.resolution)
 
     @property
     def augment_family(self) -> str:
@@ -244,6 +244,11 @@ def check_data(data: DataSpec) -> None:
         raise SpecError(
             f"data.augment: crop_flip pads by 4 px and is meant for images up to "
             f"{CROP_FLIP_MAX_RESOLUTION} px, not {data.resolution}; use rrc_flip"
+        )
+    if data.augment_family not in ("none", *data.facts.augment_families):
+        raise SpecError(
+            f"data.augment: {data.dataset} is trained with "
+            f"{' or '.join(data.facts.augment_families)}, not {data.augment_family}"
         )
     if data.val_per_class is not None and not data.serves_arrays:
         raise SpecError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.options import REPORTS, add_matrix_options
+from bench.cli.options import REPORTS, add_matrix_options, reported_matrix
 from bench.files import within
 from bench.vocabulary import METRICS, PRECISIONS, TEACHER_CACHES
 from bench.workdir import resolve_workdir
@@ -48,7 +48,7 @@ def add_options(parser: argparse.ArgumentParser, chosen: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report import load_report_matrix, report_files, write_report
+    from bench.report import report_files, write_report
     from bench.report.costs import load_costs
     from bench.spec import read_matrix_yaml
     from bench.store.trackers import open_tracker
@@ -57,17 +57,8 @@ def run(args: argparse.Namespace) -> int:
     workdir = resolve_workdir(args.workdir)
     tracker = open_tracker(args.tracking, workdir)
     records = tracker.search()
-    matrix = load_report_matrix(
-        args.matrix,
-        records,
-        store=tracker.describe(),
-        overrides=args.overrides,
-        seeds=args.seeds,
-        subset_per_class=args.subset_per_class,
-        precision=args.precision,
-        teacher_cache=args.teacher_cache,
-        ranks=args.ranks,
-    )
+    matrix = reported_matrix(args, tracker, records, precision=args.precision,
+                             teacher_cache=args.teacher_cache, ranks=args.ranks)
     out = Path(args.out) if args.out else within(REPORTS, matrix.name)
     costs = load_costs(workdir, matrix.name)
     write_report(matrix, tracker, out, metric=args.metric, fmt=args.format, records=records,

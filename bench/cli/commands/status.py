@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.options import add_matrix_options
+from bench.cli.options import add_matrix_options, reported_matrix
 from bench.workdir import resolve_workdir
 
 HELP = "where a matrix stands: cells per state, running and failed cells"
@@ -15,7 +15,6 @@ def add_options(parser: argparse.ArgumentParser, chosen: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report import load_report_matrix
     from bench.report.status import format_status, matrix_status
     from bench.spec import read_matrix_yaml
     from bench.store.trackers import open_tracker
@@ -23,13 +22,6 @@ def run(args: argparse.Namespace) -> int:
     read_matrix_yaml(args.matrix)  # an unknown matrix fails here, before the store is opened
     tracker = open_tracker(args.tracking, resolve_workdir(args.workdir))
     records = tracker.search()
-    matrix = load_report_matrix(
-        args.matrix,
-        records,
-        store=tracker.describe(),
-        overrides=args.overrides,
-        seeds=args.seeds,
-        subset_per_class=args.subset_per_class,
-    )
+    matrix = reported_matrix(args, tracker, records)
     print(format_status(matrix, matrix_status(matrix, records)))
     return 0

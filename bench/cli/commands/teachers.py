@@ -7,7 +7,7 @@ import argparse
 from bench.cli.options import add_workdir_option
 from bench.workdir import resolve_workdir
 
-HELP = "the released teachers: their sha256 pins and what the workdir holds"
+HELP = "the published teachers (the authors' released files): their sha256 pins, what is held"
 
 
 def add_options(parser: argparse.ArgumentParser, chosen: bool) -> None:
@@ -17,9 +17,9 @@ def add_options(parser: argparse.ArgumentParser, chosen: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.engine.published_teachers import released_teachers
+    from bench.engine.published_teachers import published_teachers
 
-    teachers = released_teachers(resolve_workdir(args.workdir))
+    teachers = published_teachers(resolve_workdir(args.workdir))
     rows = [
         [t.dataset, t.arch, t.release, t.pin or "not pinned: its sha256 keys its students",
          t.published_top1, t.held]

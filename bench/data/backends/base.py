@@ -6,13 +6,12 @@ protocol below: it serves array datasets, image folders or both, as train and te
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import Any
 
 from bench.data.sharding import WHOLE, Shard
 from bench.errors import DataError
+from bench.registry import Registry
 
 
 class Backend:
@@ -59,39 +58,17 @@ def split_loaders(loader_cls, splits, *, batch_size: int, test_batch_size: int, 
     return train, test
 
 
-_BACKENDS: dict[str, Backend] = {}
-
-
-def _import_all() -> None:
-    """This package's modules and the plugin files (loaded with the methods), once; a plugin
-    loaded later registers itself."""
-    if not _IMPORTED:
-        importlib.import_module("methods")
-        for module in pkgutil.iter_modules(importlib.import_module("bench.data.backends").__path__):
-            importlib.import_module(f"bench.data.backends.{module.name}")
-        _IMPORTED.append(True)
-
-
-_IMPORTED: list[bool] = []
+_BACKENDS: Registry[Backend] = Registry("bench.data.backends", "backend")
 
 
 def register_backend(name: str):
     """Class decorator: `@register_backend("dali")` makes `data.backend: dali` load with it."""
-
-    def decorate(cls: type[Backend]) -> type[Backend]:
-        if name in _BACKENDS:
-            raise ValueError(f"backend '{name}' is registered twice")
-        cls.name = name
-        _BACKENDS[name] = cls()
-        return cls
-
-    return decorate
+    return _BACKENDS.register(name)
 
 
 def backends() -> dict[str, Backend]:
     """Every backend: this package's modules, and the plugin files the methods loaded."""
-    _import_all()
-    return dict(sorted(_BACKENDS.items(), key=lambda item: (item[1].order, item[0])))
+    return _BACKENDS.all()
 
 
 def backend_aliases() -> dict[str, str]:
@@ -100,8 +77,8 @@ def backend_aliases() -> dict[str, str]:
 
 
 def backend_named(name: str) -> Backend:
-    found = backends()
     name = backend_aliases().get(name, name)
-    if name not in found:
-        raise DataError(f"data.backend '{name}': expected one of {', '.join(found)}")
-    return found[name]
+    found = _BACKENDS.get(name)
+    if found is None:
+        raise DataError(f"data.backend '{name}': expected one of {', '.join(backends())}")
+    return found

@@ -10,13 +10,12 @@ folders of image files (`ImageFolderFormat` in imagefolder.py), decoded per step
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.data.augment import CIFAR100_NORMALIZATION, Normalization
 from bench.errors import DataError
+from bench.registry import Registry
 
 if TYPE_CHECKING:
     from bench.data.datasets.cifar import ImageArrays
@@ -41,6 +40,14 @@ class Dataset:
     default_backend = "memory"  # the fastest backend that gives the exact batches
     resizable = False  # an image folder served at any side (prepared up to 64 px, or at 224)
     normalization: Normalization = CIFAR100_NORMALIZATION  # per-channel statistics of arrays
+    # the augmentation families it may be trained with (`data.augment`), and the side up to which
+    # pad-4 crop + flip serves it (above: RandomResizedCrop + flip)
+    augment_families: tuple[str, ...] = ("crop_flip", "rrc_flip")
+    crop_flip_max_resolution = 64
+
+    def augment_family(self, resolution: int) -> str:
+        """What `data.augment: true` means at this side."""
+        return "crop_flip" if resolution <= self.crop_flip_max_resolution else "rrc_flip"
 
     def classes(self, data: Any) -> int | None:
         """Known from the spec alone, or None (counted from the class folders)."""
@@ -84,45 +91,22 @@ class Dataset:
         raise NotImplementedError
 
 
-_DATASETS: dict[str, Dataset] = {}
-
-
-def _import_all() -> None:
-    """This package's modules and the plugin files (loaded with the methods), once; a plugin
-    loaded later registers itself."""
-    if not _IMPORTED:
-        importlib.import_module("methods")
-        for module in pkgutil.iter_modules(importlib.import_module("bench.data.datasets").__path__):
-            importlib.import_module(f"bench.data.datasets.{module.name}")
-        _IMPORTED.append(True)
-
-
-_IMPORTED: list[bool] = []
+_DATASETS: Registry[Dataset] = Registry("bench.data.datasets", "dataset")
 
 
 def register_dataset(name: str):
     """Class decorator: `@register_dataset("cifar100")` makes `data.dataset: cifar100` read it."""
-
-    def decorate(cls: type[Dataset]) -> type[Dataset]:
-        if name in _DATASETS:
-            raise ValueError(f"dataset '{name}' is registered twice")
-        cls.name = name
-        _DATASETS[name] = cls()
-        return cls
-
-    return decorate
+    return _DATASETS.register(name)
 
 
 def datasets() -> dict[str, Dataset]:
     """Every dataset: this package's modules, and the plugin files the methods loaded."""
-    _import_all()
-    return dict(sorted(_DATASETS.items(), key=lambda item: (item[1].order, item[0])))
+    return _DATASETS.all()
 
 
 def dataset_named(name: str) -> Dataset:
     """The registered dataset `name`; a DataError naming the valid ones otherwise."""
-    if name not in _DATASETS:
-        found = datasets()
-        if name not in found:
-            raise DataError(f"data.dataset '{name}': expected one of {', '.join(found)}")
-    return _DATASETS[name]
+    found = _DATASETS.get(name)
+    if found is None:
+        raise DataError(f"data.dataset '{name}': expected one of {', '.join(datasets())}")
+    return found
