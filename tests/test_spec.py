@@ -324,7 +324,7 @@ def test_every_registered_dataset_states_facts_the_spec_can_serve(name):
     facts = DATASETS[name]
     data = DataSpec(dataset=name)
     assert data.backend == facts.default_backend or data.prepared_arrays
-    assert data.backend in data.backends and set(data.backends) <= set(BACKENDS)
+    assert data.backend in data.backends and set(data.backends) <= set(backends())
     assert data.augment_family in facts.augment_families and data.resolution == facts.resolution
     assert facts.kind in ("arrays", "folder") and facts.title
     check_data(data)
