@@ -33,7 +33,9 @@ class _Functional:
     def __getattr__(self, name: str):
         import torchvision.transforms.v2.functional as functional
 
-        return getattr(functional, name)
+        op = getattr(functional, name)
+        setattr(self, name, op)  # found once: the per-image path never comes back here
+        return op
 
 
 F = _Functional()
